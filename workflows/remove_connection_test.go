@@ -1,0 +1,212 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	ac "github.com/agentops/agentconnections"
+	"github.com/agentops/agentconnections/activities"
+)
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(RemoveConnectionWorkflow)
+	env.RegisterActivity(&activities.Activities{})
+	return env
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// workflowError returns the ApplicationError a finished workflow failed with.
+func workflowError(t *testing.T, env *testsuite.TestWorkflowEnvironment) *temporal.ApplicationError {
+	t.Helper()
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	err := env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		t.Fatalf("got %v, want an ApplicationError", err)
+	}
+	return appErr
+}
+
+func TestRemoveConnectionWorkflow_Success(t *testing.T) {
+	env := newEnv(t)
+	var got ac.RemoveConnectionActivityInput
+	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+			got = in
+			return ac.RemoveConnectionResult{AgentID: in.AgentID, ConnectionID: in.ConnectionID, Outcome: ac.OutcomeRemoved, Attempts: 1}, nil
+		}).Once()
+	env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("got %v, want success", err)
+	}
+	var res ac.RemoveConnectionResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	want := ac.RemoveConnectionResult{AgentID: "a1", ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1}
+	if res != want {
+		t.Errorf("got %+v, want %+v", res, want)
+	}
+	if !got.MissingOK {
+		t.Error("got missing_ok false at the activity, want the default true")
+	}
+	env.AssertExpectations(t)
+}
+
+func TestRemoveConnectionWorkflow_MissingOKFalsePassesThrough(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, ac.RemoveConnectionActivityInput{AgentID: "a1", ConnectionID: "c1", MissingOK: false}).
+		Return(ac.RemoveConnectionResult{Outcome: ac.OutcomeRemoved, Attempts: 1}, nil).Once()
+	env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1", MissingOK: boolPtr(false)})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("got %v, want success", err)
+	}
+	env.AssertExpectations(t)
+}
+
+func TestRemoveConnectionWorkflow_NonRetryableTypesStopAtOneAttempt(t *testing.T) {
+	for _, typ := range ac.NonRetryableErrorTypes() {
+		t.Run(typ, func(t *testing.T) {
+			env := newEnv(t)
+			calls := 0
+			// Returned as retryable on purpose: the policy's NonRetryableErrorTypes must stop it.
+			env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
+				func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+					calls++
+					return ac.RemoveConnectionResult{}, temporal.NewApplicationError("refused", typ)
+				})
+			env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1"})
+			appErr := workflowError(t, env)
+			if appErr.Type() != typ {
+				t.Errorf("got type %q, want %q", appErr.Type(), typ)
+			}
+			if calls != 1 {
+				t.Errorf("got %d attempts, want 1", calls)
+			}
+		})
+	}
+}
+
+func TestRemoveConnectionWorkflow_RetryableTypesRetriedUpToTheBound(t *testing.T) {
+	for _, typ := range ac.RetryableErrorTypes() {
+		t.Run(typ, func(t *testing.T) {
+			env := newEnv(t)
+			calls := 0
+			env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
+				func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+					calls++
+					return ac.RemoveConnectionResult{}, temporal.NewApplicationError("transient", typ)
+				})
+			env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1"})
+			appErr := workflowError(t, env)
+			if appErr.Type() != typ {
+				t.Errorf("got type %q, want %q", appErr.Type(), typ)
+			}
+			if calls != DefaultMaximumAttempts {
+				t.Errorf("got %d attempts, want %d", calls, DefaultMaximumAttempts)
+			}
+		})
+	}
+}
+
+func TestRemoveConnectionWorkflow_TransientThenSuccess(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
+		func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+			calls++
+			if calls < 3 {
+				return ac.RemoveConnectionResult{}, temporal.NewApplicationError("503", ac.ErrServerError)
+			}
+			return ac.RemoveConnectionResult{Outcome: ac.OutcomeRemoved, Attempts: 3}, nil
+		})
+	env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("got %v, want success", err)
+	}
+	if calls != 3 {
+		t.Errorf("got %d attempts, want 3", calls)
+	}
+}
+
+func TestRemoveConnectionWorkflow_OverridesApply(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	var info activity.Info
+	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, _ ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+			calls++
+			info = activity.GetInfo(ctx)
+			return ac.RemoveConnectionResult{}, temporal.NewApplicationError("503", ac.ErrServerError)
+		})
+	env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{
+		AgentID: "a1", ConnectionID: "c1",
+		Retry: &ac.RetryOverrides{MaximumAttempts: 3, StartToCloseTimeout: ac.Duration(45 * time.Second)},
+	})
+	workflowError(t, env)
+	if calls != 3 {
+		t.Errorf("got %d attempts, want the overridden 3", calls)
+	}
+	if info.StartToCloseTimeout != 45*time.Second {
+		t.Errorf("got start-to-close %s, want 45s", info.StartToCloseTimeout)
+	}
+	if info.HeartbeatTimeout != DefaultHeartbeatTimeout {
+		t.Errorf("got heartbeat timeout %s, want the default %s", info.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	}
+}
+
+func TestRemoveConnectionActivityOptions(t *testing.T) {
+	opts := RemoveConnectionActivityOptions(nil)
+	if opts.RetryPolicy.MaximumAttempts != DefaultMaximumAttempts || opts.StartToCloseTimeout != DefaultStartToCloseTimeout || opts.HeartbeatTimeout == 0 {
+		t.Errorf("got %+v, want the documented defaults", opts)
+	}
+	opts = RemoveConnectionActivityOptions(&ac.RetryOverrides{
+		InitialInterval: ac.Duration(5 * time.Second), MaximumInterval: ac.Duration(time.Second),
+		BackoffCoefficient: 3, ScheduleToCloseTimeout: ac.Duration(time.Hour),
+	})
+	p := opts.RetryPolicy
+	if p.InitialInterval != 5*time.Second || p.MaximumInterval != 5*time.Second || p.BackoffCoefficient != 3 || opts.ScheduleToCloseTimeout != time.Hour {
+		t.Errorf("got %+v / %s, want overrides applied and max interval raised to the initial one", p, opts.ScheduleToCloseTimeout)
+	}
+	if len(p.NonRetryableErrorTypes) != len(ac.NonRetryableErrorTypes()) {
+		t.Errorf("got non-retryable types %v, want %v", p.NonRetryableErrorTypes, ac.NonRetryableErrorTypes())
+	}
+}
+
+func TestRemoveConnectionWorkflow_InvalidInputFailsWithoutActivity(t *testing.T) {
+	inputs := []ac.RemoveConnectionInput{
+		{AgentID: "", ConnectionID: "c1"},
+		{AgentID: "a1", ConnectionID: "../x"},
+		{AgentID: "a1", ConnectionID: "c1", Retry: &ac.RetryOverrides{MaximumAttempts: -1}},
+	}
+	for _, in := range inputs {
+		env := newEnv(t)
+		called := false
+		env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
+			func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+				called = true
+				return ac.RemoveConnectionResult{}, nil
+			}).Maybe()
+		env.ExecuteWorkflow(RemoveConnectionWorkflow, in)
+		appErr := workflowError(t, env)
+		if appErr.Type() != ac.ErrInvalidRequest || !appErr.NonRetryable() {
+			t.Errorf("%+v: got type %q non-retryable %t, want %q non-retryable", in, appErr.Type(), appErr.NonRetryable(), ac.ErrInvalidRequest)
+		}
+		if called {
+			t.Errorf("%+v: got the activity called, want no call", in)
+		}
+	}
+}
