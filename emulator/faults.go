@@ -1,0 +1,216 @@
+package emulator
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Body kinds for Fault.Body.
+const (
+	// BodyJSON is the default: {"detail": "<Detail or status text>"} as FastAPI writes it.
+	BodyJSON = "json"
+	// BodyTruncated is the first half of the JSON body, still labelled application/json.
+	BodyTruncated = "truncated"
+	// BodyText is the detail as text/plain, as proxies answer.
+	BodyText = "text"
+	// BodyHTML is an nginx-style HTML error page.
+	BodyHTML = "html"
+	// BodyEmpty sends no body at all.
+	BodyEmpty = "empty"
+)
+
+// Fault is one deterministic misbehaviour, queued by InjectNext or POST /_emulator/faults. It
+// applies to the next Count API requests that match every filter that is set (Method, Route,
+// AgentID, ConnectionID). A request answered by a fault is not served: a DELETE removes nothing.
+//
+// In JSON (the control API) the fields are status, count, method, route, agent_id,
+// connection_id, retry_after (string or number), retry_after_date, detail, body, delay (a Go
+// duration string such as "20ms", or a number of seconds) and hang.
+type Fault struct {
+	// Status is the status answered instead of serving the request (200-599). Zero means the
+	// request is served normally after Delay, so a fault can be only a delay.
+	Status int
+	// Count is how many matching requests the fault applies to; zero means 1.
+	Count int
+
+	// Method limits the fault to one HTTP method (case-insensitive), e.g. "DELETE".
+	Method string
+	// Route limits the fault to one route: RouteList, RouteCreate or RouteRemove.
+	Route string
+	// AgentID limits the fault to one agent.
+	AgentID string
+	// ConnectionID limits the fault to one connection ID (so to DELETE requests).
+	ConnectionID string
+
+	// RetryAfter is sent as the Retry-After header: a number of seconds, sent as is (any text is
+	// allowed, to test lenient clients), unless RetryAfterDate is set.
+	RetryAfter string
+	// RetryAfterDate sends Retry-After as an HTTP date RetryAfter seconds from now (1 second when
+	// RetryAfter is empty).
+	RetryAfterDate bool
+	// Detail replaces the status text in the body.
+	Detail string
+	// Body is the body kind: BodyJSON (default), BodyTruncated, BodyText, BodyHTML or BodyEmpty.
+	Body string
+
+	// Delay is waited before answering (or serving, when Status is zero); the wait ends if the
+	// client gives up.
+	Delay time.Duration
+	// Hang holds the request until the client gives up or the Server is closed (which drops the
+	// connection); it is never answered.
+	Hang bool
+}
+
+// Validate reports the first problem with the fault, if any.
+func (f Fault) Validate() error {
+	if f.Status != 0 && (f.Status < 200 || f.Status > 599) {
+		return fmt.Errorf("fault status %d is outside 200-599", f.Status)
+	}
+	if f.Count < 0 {
+		return fmt.Errorf("fault count %d is negative", f.Count)
+	}
+	if f.Delay < 0 {
+		return fmt.Errorf("fault delay %s is negative", f.Delay)
+	}
+	switch f.Route {
+	case "", RouteList, RouteCreate, RouteRemove:
+	default:
+		return fmt.Errorf("fault route %q is not one of %s, %s, %s", f.Route, RouteList, RouteCreate, RouteRemove)
+	}
+	switch f.Body {
+	case "", BodyJSON, BodyTruncated, BodyText, BodyHTML, BodyEmpty:
+	default:
+		return fmt.Errorf("fault body %q is not one of %s, %s, %s, %s, %s", f.Body, BodyJSON, BodyTruncated, BodyText, BodyHTML, BodyEmpty)
+	}
+	if f.RetryAfterDate && f.RetryAfter != "" {
+		if n, err := strconv.Atoi(f.RetryAfter); err != nil || n < 0 {
+			return fmt.Errorf("fault retry_after %q must be a whole number of seconds with retry_after_date", f.RetryAfter)
+		}
+	}
+	if strings.ContainsAny(f.RetryAfter, "\r\n") {
+		return fmt.Errorf("fault retry_after contains a line break")
+	}
+	return nil
+}
+
+func (f Fault) matches(method string, info *reqInfo) bool {
+	return (f.Method == "" || strings.EqualFold(f.Method, method)) &&
+		(f.Route == "" || f.Route == info.route) &&
+		(f.AgentID == "" || f.AgentID == info.agentID) &&
+		(f.ConnectionID == "" || f.ConnectionID == info.connectionID)
+}
+
+func (f Fault) retryAfterValue(now time.Time) string {
+	if !f.RetryAfterDate {
+		return f.RetryAfter
+	}
+	n := 1
+	if f.RetryAfter != "" {
+		n, _ = strconv.Atoi(f.RetryAfter)
+	}
+	return now.Add(time.Duration(n) * time.Second).UTC().Format(http.TimeFormat)
+}
+
+type faultJSON struct {
+	Status         int             `json:"status,omitempty"`
+	Count          int             `json:"count,omitempty"`
+	Method         string          `json:"method,omitempty"`
+	Route          string          `json:"route,omitempty"`
+	AgentID        string          `json:"agent_id,omitempty"`
+	ConnectionID   string          `json:"connection_id,omitempty"`
+	RetryAfter     json.RawMessage `json:"retry_after,omitempty"`
+	RetryAfterDate bool            `json:"retry_after_date,omitempty"`
+	Detail         string          `json:"detail,omitempty"`
+	Body           string          `json:"body,omitempty"`
+	Delay          *jsonDuration   `json:"delay,omitempty"`
+	Hang           bool            `json:"hang,omitempty"`
+}
+
+// MarshalJSON writes the fault in the control API's shape.
+func (f Fault) MarshalJSON() ([]byte, error) {
+	j := faultJSON{
+		Status: f.Status, Count: f.Count, Method: f.Method, Route: f.Route, AgentID: f.AgentID,
+		ConnectionID: f.ConnectionID, RetryAfterDate: f.RetryAfterDate, Detail: f.Detail,
+		Body: f.Body, Hang: f.Hang,
+	}
+	if f.RetryAfter != "" {
+		j.RetryAfter = marshal(f.RetryAfter)
+	}
+	if f.Delay != 0 {
+		d := jsonDuration(f.Delay)
+		j.Delay = &d
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads the control API's shape, refusing unknown fields so typos do not pass as
+// "no filter".
+func (f *Fault) UnmarshalJSON(b []byte) error {
+	var j faultJSON
+	if err := decodeStrict(b, &j); err != nil {
+		return err
+	}
+	*f = Fault{
+		Status: j.Status, Count: j.Count, Method: j.Method, Route: j.Route, AgentID: j.AgentID,
+		ConnectionID: j.ConnectionID, RetryAfterDate: j.RetryAfterDate, Detail: j.Detail,
+		Body: j.Body, Hang: j.Hang,
+	}
+	if len(j.RetryAfter) > 0 {
+		var s string
+		var n json.Number
+		switch {
+		case json.Unmarshal(j.RetryAfter, &s) == nil:
+			f.RetryAfter = s
+		case json.Unmarshal(j.RetryAfter, &n) == nil:
+			f.RetryAfter = n.String()
+		default:
+			return fmt.Errorf("retry_after: want a string or a number")
+		}
+	}
+	if j.Delay != nil {
+		f.Delay = time.Duration(*j.Delay)
+	}
+	return nil
+}
+
+// jsonDuration reads a Go duration string ("20ms") or a number of seconds, and writes a string.
+type jsonDuration time.Duration
+
+func (d jsonDuration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+func (d *jsonDuration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("duration %q: want a Go duration such as \"20ms\"", s)
+		}
+		*d = jsonDuration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return fmt.Errorf("duration: want a string such as \"20ms\" or a number of seconds")
+	}
+	*d = jsonDuration(secs * float64(time.Second))
+	return nil
+}
+
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after the JSON value")
+	}
+	return nil
+}
