@@ -4,22 +4,20 @@
 package devserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
+
+	"github.com/agentops/agentconnections/internal/proc"
 )
 
 // Options says how to start the server.
@@ -44,10 +42,7 @@ type Server struct {
 	// UIAddress is the Web UI's URL, empty when headless.
 	UIAddress string
 
-	cmd    *exec.Cmd
-	output *lockedBuffer
-	done   chan struct{}
-	once   sync.Once
+	proc *proc.Process
 }
 
 // CLIPath finds the temporal binary: $TEMPORAL_CLI, else bin/temporal at the module root.
@@ -102,7 +97,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		args = append(args, extra, strconv.Itoa(p))
 	}
-	s := &Server{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), output: &lockedBuffer{}, done: make(chan struct{})}
+	s := &Server{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	if opts.UI {
 		uiPort, err := FreePort()
 		if err != nil {
@@ -117,17 +112,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		args = append(args, "--db-filename", opts.DBFile)
 	}
 	// Not tied to ctx: the caller stops the server with Stop, by process id.
-	s.cmd = exec.Command(cli, args...)
-	s.cmd.Stdout = s.output
-	s.cmd.Stderr = s.output
-	s.cmd.SysProcAttr = sysProcAttr()
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", cli, err)
+	p, err := proc.Start("temporal dev server", cli, args, nil, nil)
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.done)
-	}()
+	s.proc = p
 	timeout := opts.StartTimeout
 	if timeout == 0 {
 		timeout = time.Minute
@@ -144,10 +133,8 @@ func (s *Server) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		select {
-		case <-s.done:
-			return fmt.Errorf("temporal dev server exited before it was ready: %s", s.output.String())
-		default:
+		if s.proc.Exited() {
+			return fmt.Errorf("temporal dev server exited before it was ready: %s", s.proc.Output())
 		}
 		c, err := client.DialContext(ctx, client.Options{HostPort: s.Address, Logger: log.NewStructuredLogger(nil)})
 		if err == nil {
@@ -159,56 +146,24 @@ func (s *Server) waitHealthy(ctx context.Context, timeout time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("temporal dev server at %s not ready after %s: %w (output: %s)", s.Address, timeout, err, s.output.String())
+			return fmt.Errorf("temporal dev server at %s not ready after %s: %w (output: %s)", s.Address, timeout, err, s.proc.Output())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
 // PID is the server's process id.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+func (s *Server) PID() int { return s.proc.PID() }
 
 // Output is what the server printed so far.
-func (s *Server) Output() string { return s.output.String() }
+func (s *Server) Output() string { return s.proc.Output() }
 
-// Stop ends the server by its process id: SIGTERM, then SIGKILL after five seconds. It waits for
-// the process to exit and is safe to call more than once.
-func (s *Server) Stop() {
-	s.once.Do(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-	})
-}
+// Exited reports whether the server process has exited.
+func (s *Server) Exited() bool { return s.proc.Exited() }
+
+// Stop ends the server by its process id (SIGTERM, then SIGKILL after five seconds) and waits for
+// it to exit. It is safe to call more than once.
+func (s *Server) Stop() { s.proc.Stop(5 * time.Second) }
 
 // Kill ends the server at once with SIGKILL, as a crash would, and waits for it to exit.
-func (s *Server) Kill() {
-	s.once.Do(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	})
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 {
-		return len(p), nil // keep the first megabyte; enough to explain a failed start
-	}
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func (s *Server) Kill() { s.proc.Kill() }

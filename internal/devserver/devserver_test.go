@@ -18,9 +18,7 @@ func TestStartAndStop(t *testing.T) {
 	}
 	c.Close()
 	s.Stop()
-	select {
-	case <-s.done:
-	default:
+	if !s.Exited() {
 		t.Error("got the process still running after Stop, want it gone")
 	}
 	s.Stop() // a second Stop is harmless
