@@ -55,6 +55,12 @@ type StaticCredentials Credentials
 // Credentials returns the fixed credentials.
 func (s StaticCredentials) Credentials() (Credentials, error) { return Credentials(s), nil }
 
+// String never prints a credential.
+func (s StaticCredentials) String() string { return Credentials(s).String() }
+
+// GoString keeps %#v as safe as %v.
+func (s StaticCredentials) GoString() string { return s.String() }
+
 // HTTPRetry configures the short in-process retries of one Temporal attempt. They cover only what
 // is safe and quick: a connection refused or reset, and 502/503/504 without Retry-After. Everything
 // slower (429, Retry-After, timeouts) goes back to Temporal, whose schedule is visible in history.
@@ -155,9 +161,4 @@ func ParseBaseURL(raw string) (*url.URL, error) {
 // JoinPath treats its elements as escaped, so each ID is escaped exactly once here.
 func (a *Activities) connectionURL(agentID, connectionID string) string {
 	return a.base.JoinPath("v2", "auth", "agents", url.PathEscape(agentID), "connections", url.PathEscape(connectionID)).String()
-}
-
-// connectionsURL is the List Connections route under the base.
-func (a *Activities) connectionsURL(agentID string) string {
-	return a.base.JoinPath("v2", "auth", "agents", url.PathEscape(agentID), "connections").String()
 }

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -123,7 +124,8 @@ func TestNew_RefusesBadConfig(t *testing.T) {
 
 func TestCredentials_StringHidesSecrets(t *testing.T) {
 	c := Credentials{APIKey: testKey, BearerToken: testBearer, TenantID: testTenant}
-	for _, s := range []string{c.String(), c.GoString()} {
+	sc := StaticCredentials(c)
+	for _, s := range []string{c.String(), c.GoString(), fmt.Sprintf("%v %+v %#v %s", c, c, c, c), fmt.Sprintf("%v %+v %#v %s", sc, sc, sc, sc)} {
 		if strings.Contains(s, testKey) || strings.Contains(s, testBearer) {
 			t.Errorf("got %q, want no secret", s)
 		}

@@ -73,12 +73,12 @@ func (a *Activities) RemoveConnection(ctx context.Context, in ac.RemoveConnectio
 	defer drainAndClose(resp)
 	fields = append(fields, "status", resp.StatusCode)
 
-	switch {
-	case resp.StatusCode == http.StatusNoContent:
+	switch resp.StatusCode {
+	case http.StatusNoContent:
 		result.Outcome = ac.OutcomeRemoved
 		logger.Info("connection removed", fields...)
 		return result, nil
-	case resp.StatusCode == http.StatusNotFound:
+	case http.StatusNotFound:
 		// The last response is the last request's: any earlier request of this removal (an
 		// in-process retry or an earlier Temporal attempt) may have removed the connection.
 		earlier := requests > 1 || info.Attempt > 1

@@ -440,7 +440,7 @@ func TestRemoveConnection_ConnectionRefusedIsUnavailable(t *testing.T) {
 
 func TestRemoveConnection_HangingServerTimesOutAsUnavailable(t *testing.T) {
 	release := make(chan struct{})
-	f := newFixture(t, func(w http.ResponseWriter, r *http.Request) {
+	f := newFixture(t, func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():

@@ -156,7 +156,9 @@ func TestRemoveConnectionWorkflow_OverridesApply(t *testing.T) {
 		AgentID: "a1", ConnectionID: "c1",
 		Retry: &ac.RetryOverrides{MaximumAttempts: 3, StartToCloseTimeout: ac.Duration(45 * time.Second)},
 	})
-	workflowError(t, env)
+	if appErr := workflowError(t, env); appErr.Type() != ac.ErrServerError {
+		t.Errorf("got type %q, want %q", appErr.Type(), ac.ErrServerError)
+	}
 	if calls != 3 {
 		t.Errorf("got %d attempts, want the overridden 3", calls)
 	}
