@@ -1,0 +1,253 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	ac "github.com/agentops/agentconnections"
+	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/logging"
+)
+
+// Names of the worker's own environment variables. The Temporal connection settings
+// (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE) are read
+// by the SDK's envconfig, not here.
+const (
+	envAPIKey                  = "LANGSMITH_API_KEY"
+	envAPIKeyFile              = "LANGSMITH_API_KEY_FILE"
+	envTenantID                = "LANGSMITH_TENANT_ID"
+	envBearerToken             = "LANGSMITH_BEARER_TOKEN"
+	envControlPlaneURL         = "LANGSMITH_CONTROL_PLANE_URL"
+	envRequestTimeout          = "LANGSMITH_REQUEST_TIMEOUT"
+	envHTTPAddress             = "WORKER_HTTP_ADDRESS"
+	envStopTimeout             = "WORKER_STOP_TIMEOUT"
+	envMaxConcurrentActivities = "WORKER_MAX_CONCURRENT_ACTIVITIES"
+	envLogFormat               = "LOG_FORMAT"
+	envLogLevel                = "LOG_LEVEL"
+)
+
+// Defaults of the worker's configuration.
+const (
+	defaultControlPlaneURL         = "https://api.host.langchain.com"
+	defaultRequestTimeout          = 30 * time.Second
+	defaultHTTPAddress             = "127.0.0.1:9090"
+	defaultStopTimeout             = 30 * time.Second
+	defaultMaxConcurrentActivities = 100
+	defaultLogFormat               = logging.FormatJSON
+	defaultLogLevel                = "info"
+)
+
+// config is the worker's own configuration, read and checked once at start.
+type config struct {
+	TaskQueue string
+	// Credentials holds the API key (from the variable, or as first read from APIKeyFile), the
+	// tenant ID and the bearer token. Its String method prints none of them.
+	Credentials activities.Credentials
+	// APIKeyFile is the file the key is re-read from when it changes; empty when the key came
+	// from LANGSMITH_API_KEY or only a bearer token is set.
+	APIKeyFile string
+	// keyFileStamp is the file's state when Credentials.APIKey was read from it.
+	keyFileStamp fileStamp
+
+	ControlPlaneURL *url.URL
+	RequestTimeout  time.Duration
+	// HTTPAddress is where /healthz and /readyz are served; empty turns the server off.
+	HTTPAddress             string
+	StopTimeout             time.Duration
+	MaxConcurrentActivities int
+	LogFormat               string
+	LogLevel                string
+}
+
+// configError names the variable (or flag) that is missing or malformed. Its message never holds a
+// credential.
+type configError struct {
+	name    string
+	problem string
+}
+
+func (e *configError) Error() string { return e.name + ": " + e.problem }
+
+func problem(name, format string, args ...any) *configError {
+	return &configError{name: name, problem: fmt.Sprintf(format, args...)}
+}
+
+// loadConfig reads the worker's configuration from lookup. logFormatFlag, when set, overrides
+// LOG_FORMAT.
+func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (config, error) {
+	get := func(name string) string {
+		v, _ := lookup(name)
+		return v
+	}
+	cfg := config{
+		TaskQueue:               ac.DefaultTaskQueue,
+		RequestTimeout:          defaultRequestTimeout,
+		HTTPAddress:             defaultHTTPAddress,
+		StopTimeout:             defaultStopTimeout,
+		MaxConcurrentActivities: defaultMaxConcurrentActivities,
+		LogFormat:               defaultLogFormat,
+		LogLevel:                defaultLogLevel,
+	}
+
+	// Logging first, so that a bad log setting is reported before anything that would log.
+	if v := get(envLogFormat); v != "" {
+		cfg.LogFormat = v
+	}
+	formatSource := envLogFormat
+	if logFormatFlag != nil {
+		cfg.LogFormat, formatSource = *logFormatFlag, "--log-format"
+	}
+	if cfg.LogFormat != logging.FormatJSON && cfg.LogFormat != logging.FormatConsole {
+		return config{}, problem(formatSource, "%q is not one of %s, %s", cfg.LogFormat, logging.FormatJSON, logging.FormatConsole)
+	}
+	if v := get(envLogLevel); v != "" {
+		if _, err := logging.ParseLevel(v); err != nil {
+			return config{}, problem(envLogLevel, "%q is not one of debug, info, warn, error", v)
+		}
+		cfg.LogLevel = v
+	}
+
+	if v := get(ac.TaskQueueEnv); v != "" {
+		if strings.TrimSpace(v) != v {
+			return config{}, problem(ac.TaskQueueEnv, "%q has leading or trailing whitespace", v)
+		}
+		cfg.TaskQueue = v
+	}
+
+	if err := loadCredentials(get, &cfg); err != nil {
+		return config{}, err
+	}
+
+	rawURL := defaultControlPlaneURL
+	if v := get(envControlPlaneURL); v != "" {
+		rawURL = v
+	}
+	u, err := activities.ParseBaseURL(rawURL)
+	if err != nil {
+		// ParseBaseURL never repeats user info, so a URL with a password in it stays out of the message.
+		return config{}, problem(envControlPlaneURL, "%v", err)
+	}
+	cfg.ControlPlaneURL = u
+
+	if cfg.RequestTimeout, err = duration(envRequestTimeout, get(envRequestTimeout), defaultRequestTimeout, false); err != nil {
+		return config{}, err
+	}
+	if cfg.StopTimeout, err = duration(envStopTimeout, get(envStopTimeout), defaultStopTimeout, true); err != nil {
+		return config{}, err
+	}
+
+	// Set but empty means "no HTTP server", so this one tells unset from empty.
+	if v, ok := lookup(envHTTPAddress); ok {
+		if v != "" {
+			if err := checkListenAddress(v); err != nil {
+				return config{}, problem(envHTTPAddress, "%q is not host:port such as %s (%v)", v, defaultHTTPAddress, err)
+			}
+		}
+		cfg.HTTPAddress = v
+	}
+
+	if v := get(envMaxConcurrentActivities); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return config{}, problem(envMaxConcurrentActivities, "%q is not a positive integer", v)
+		}
+		cfg.MaxConcurrentActivities = n
+	}
+	return cfg, nil
+}
+
+// loadCredentials fills cfg.Credentials and cfg.APIKeyFile. Its errors name variables and the key
+// file's path, never a value.
+func loadCredentials(get func(string) string, cfg *config) error {
+	key := strings.TrimSpace(get(envAPIKey))
+	keyFile := get(envAPIKeyFile)
+	tenant := strings.TrimSpace(get(envTenantID))
+	bearer := strings.TrimSpace(get(envBearerToken))
+
+	for _, c := range []struct{ name, value string }{{envAPIKey, key}, {envTenantID, tenant}, {envBearerToken, bearer}} {
+		if err := checkHeaderValue(c.value); err != nil {
+			return problem(c.name, "%v", err)
+		}
+	}
+	switch {
+	case key != "" && keyFile != "":
+		return problem(envAPIKeyFile, "both %s and %s are set; set only one", envAPIKey, envAPIKeyFile)
+	case keyFile != "":
+		stamp, err := statFile(keyFile)
+		if err != nil {
+			return problem(envAPIKeyFile, "%v", err)
+		}
+		if key, err = readKeyFile(keyFile); err != nil {
+			return problem(envAPIKeyFile, "%v", err)
+		}
+		cfg.APIKeyFile, cfg.keyFileStamp = keyFile, stamp
+	case key == "" && bearer == "":
+		return problem(envAPIKey, "not set; set %s or %s (or %s)", envAPIKey, envAPIKeyFile, envBearerToken)
+	}
+	cfg.Credentials = activities.Credentials{APIKey: key, TenantID: tenant, BearerToken: bearer}
+	return nil
+}
+
+// checkHeaderValue refuses what cannot travel in an HTTP header or is surely a copy-paste
+// mistake. The error never repeats the value: it may be a credential.
+func checkHeaderValue(v string) error {
+	for _, r := range v {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("contains whitespace or a control character")
+		}
+	}
+	return nil
+}
+
+// duration parses a Go duration; empty means def.
+func duration(name, raw string, def time.Duration, zeroOK bool) (time.Duration, error) {
+	if raw == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(raw)
+	switch {
+	case err != nil:
+		return 0, problem(name, "%q is not a Go duration such as 30s", raw)
+	case d < 0:
+		return 0, problem(name, "%q must not be negative", raw)
+	case d == 0 && !zeroOK:
+		return 0, problem(name, "%q must be greater than zero", raw)
+	}
+	return d, nil
+}
+
+// checkListenAddress accepts host:port with a numeric port (the host may be empty for all
+// interfaces).
+func checkListenAddress(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// environment is the process environment in os.Environ form. It implements envconfig.EnvLookup,
+// so the worker's settings and the SDK's TEMPORAL_* settings come from the same place, and tests
+// can pass their own without touching the process environment.
+type environment []string
+
+// Environ returns the variables in os.Environ form.
+func (e environment) Environ() []string { return e }
+
+// LookupEnv finds a variable; as with a real environment, the last definition wins.
+func (e environment) LookupEnv(key string) (string, bool) {
+	for i := len(e) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(e[i], "="); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"net/http"
+	"sync/atomic"
+)
+
+// health answers the orchestrator's probes. /healthz is 200 while the process serves at all;
+// /readyz is 200 only while the worker polls its task queue, so a rollout waits for a worker that
+// has connected, and a stopping worker stops counting as ready before its pollers go away.
+type health struct {
+	ready atomic.Bool
+}
+
+func (h *health) setReady(ready bool) { h.ready.Store(ready) }
+
+func (h *health) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeText(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if h.ready.Load() {
+			writeText(w, http.StatusOK, "ready")
+			return
+		}
+		writeText(w, http.StatusServiceUnavailable, "not ready")
+	})
+	return mux
+}
+
+func writeText(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body + "\n"))
+}

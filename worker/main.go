@@ -1,0 +1,229 @@
+// Command worker polls the agent-connections task queue and runs RemoveConnectionWorkflow and its
+// RemoveConnection activity against the LangSmith control plane. It reads its settings from the
+// environment (see config.go and the README), serves /healthz and /readyz, and stops gracefully on
+// SIGINT or SIGTERM, giving in-flight removals WORKER_STOP_TIMEOUT to finish.
+//
+// Exit codes: 0 after a requested stop (or --version, -h), 1 when it cannot connect to Temporal,
+// listen on WORKER_HTTP_ADDRESS, start polling, or hits a fatal worker error, 2 for a missing or
+// malformed setting or a bad flag.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	ac "github.com/agentops/agentconnections"
+	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/logging"
+	"github.com/agentops/agentconnections/workflows"
+)
+
+// dialTimeout bounds the first connection to Temporal, so a wrong address fails the start instead
+// of hanging it.
+const dialTimeout = 10 * time.Second
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitConfig  = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal, restore the default handling: a second Ctrl-C ends the process at
+	// once instead of waiting for WORKER_STOP_TIMEOUT.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole worker: it returns when ctx is done (after a graceful stop) or when it cannot
+// go on, with the process exit code.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	env := environment(environ)
+	fail := func(code int, format string, a ...any) int {
+		// One line, whatever the wrapped errors carry.
+		msg := strings.ReplaceAll(fmt.Sprintf(format, a...), "\n", " ")
+		_, _ = fmt.Fprintln(stderr, "worker: "+msg)
+		return code
+	}
+
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		_, _ = fmt.Fprintln(fs.Output(), "usage: worker [--log-format json|console] [--version] (settings come from the environment)")
+	}
+	logFormat := fs.String("log-format", "", "log format, json or console (overrides "+envLogFormat+")")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
+	}
+	if fs.NArg() > 0 {
+		return fail(exitConfig, "unexpected argument %q; settings come from the environment", fs.Arg(0))
+	}
+	ver := resolveVersion(version, debug.ReadBuildInfo)
+	if *showVersion {
+		_, _ = fmt.Fprintln(stdout, "agent-connections-worker", ver)
+		return exitOK
+	}
+	var formatFlag *string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "log-format" {
+			formatFlag = logFormat
+		}
+	})
+
+	cfg, err := loadConfig(env.LookupEnv, formatFlag)
+	if err != nil {
+		return fail(exitConfig, "%v", err)
+	}
+	clientOpts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{EnvLookup: env})
+	if err != nil {
+		return fail(exitConfig, "temporal client settings (TEMPORAL_*): %v", err)
+	}
+	zl, err := logging.New(cfg.LogFormat, cfg.LogLevel, stderr)
+	if err != nil {
+		return fail(exitConfig, "%v", err)
+	}
+	defer func() { _ = zl.Sync() }()
+	logger := logging.NewAdapter(zl)
+
+	var creds activities.CredentialSource = activities.StaticCredentials(cfg.Credentials)
+	credMode := "api_key"
+	if cfg.APIKeyFile != "" {
+		rest := cfg.Credentials
+		rest.APIKey = ""
+		creds = newKeyFileSource(cfg.APIKeyFile, cfg.Credentials.APIKey, cfg.keyFileStamp, rest, log.With(logger, "component", "api-key-file"), nil)
+		credMode = "api_key_file"
+	} else if cfg.Credentials.APIKey == "" {
+		credMode = "bearer_token"
+	}
+	acts, err := activities.New(activities.Config{
+		BaseURL:        cfg.ControlPlaneURL.String(),
+		Credentials:    creds,
+		RequestTimeout: cfg.RequestTimeout,
+		UserAgent:      "agent-connections-worker/" + ver,
+		Logger:         log.With(logger, "component", "http"),
+	})
+	if err != nil {
+		return fail(exitConfig, "%v", err)
+	}
+
+	// Listen before dialing: /healthz answers (and /readyz says 503) while the dial is in progress.
+	h := &health{}
+	if cfg.HTTPAddress != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPAddress)
+		if err != nil {
+			return fail(exitFailure, "%s: %v", envHTTPAddress, err)
+		}
+		srv := &http.Server{Handler: h.handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("health server stopped", "error", err.Error())
+			}
+		}()
+		defer func() {
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutdownCtx)
+		}()
+	}
+
+	hostPort, namespace := clientOpts.HostPort, clientOpts.Namespace
+	if hostPort == "" {
+		hostPort = client.DefaultHostPort
+	}
+	if namespace == "" {
+		namespace = client.DefaultNamespace
+	}
+	clientOpts.Logger = logger
+	dialCtx, cancelDial := context.WithTimeout(ctx, dialTimeout)
+	c, err := client.DialContext(dialCtx, clientOpts)
+	cancelDial()
+	if err != nil {
+		if ctx.Err() != nil {
+			// Asked to stop while still connecting: nothing ran, nothing to hand back.
+			return exitOK
+		}
+		return fail(exitFailure, "cannot connect to Temporal at %s (namespace %s): %v", hostPort, namespace, err)
+	}
+	defer c.Close()
+
+	fatal := make(chan error, 1)
+	w := worker.New(c, cfg.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities,
+		WorkerStopTimeout:                  cfg.StopTimeout,
+		OnFatalError: func(err error) {
+			select {
+			case fatal <- err:
+			default:
+			}
+		},
+	})
+	register(w, acts)
+	if err := w.Start(); err != nil {
+		return fail(exitFailure, "start polling task queue %s: %v", cfg.TaskQueue, err)
+	}
+	h.setReady(true)
+	logger.Info("worker started",
+		"version", ver,
+		"task_queue", cfg.TaskQueue,
+		"temporal_address", hostPort,
+		"namespace", namespace,
+		"control_plane_host", cfg.ControlPlaneURL.Host,
+		"credentials", credMode,
+		"tenant_id_set", cfg.Credentials.TenantID != "",
+		"request_timeout", cfg.RequestTimeout.String(),
+		"max_concurrent_activities", cfg.MaxConcurrentActivities,
+		"stop_timeout", cfg.StopTimeout.String(),
+		"http_address", cfg.HTTPAddress,
+	)
+
+	code := exitOK
+	select {
+	case <-ctx.Done():
+		logger.Info("worker stopping: shutdown requested; in-flight removals get the stop timeout to finish",
+			"stop_timeout", cfg.StopTimeout.String())
+	case err := <-fatal:
+		logger.Error("worker stopping: fatal error", "error", err.Error())
+		code = exitFailure
+	}
+	// Not ready first, so no new traffic is routed here while the pollers wind down.
+	h.setReady(false)
+	w.Stop()
+	logger.Info("worker stopped", "task_queue", cfg.TaskQueue)
+	return code
+}
+
+// register puts the workflow and activities on a worker under the contract's type names. The
+// activities struct is registered whole, so each exported method is an activity type named after
+// it (RemoveConnection); TestRegister_UsesContractNames pins those names to the contract.
+func register(r worker.Registry, acts *activities.Activities) {
+	r.RegisterWorkflowWithOptions(workflows.RemoveConnectionWorkflow, workflow.RegisterOptions{Name: ac.RemoveConnectionWorkflowType})
+	r.RegisterActivity(acts)
+}
