@@ -1,0 +1,53 @@
+# GNU make. `make test` is what CI runs (.ci/run); it installs the pinned temporal CLI that the
+# tests against a real dev server need.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+TEMPORAL_CLI_VERSION := v1.5.1
+GOLANGCI_LINT_VERSION := v2.15.0
+
+# Stamped into the binaries as main.version (the worker's User-Agent and --version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X main.version=$(VERSION)
+
+# Tests find the temporal binary here, unless the caller points them elsewhere.
+export TEMPORAL_CLI ?= $(CURDIR)/bin/temporal
+
+.PHONY: build test lint run clean
+
+# Installed only when missing; delete it to pick up a new TEMPORAL_CLI_VERSION.
+bin/temporal:
+	GOBIN=$(CURDIR)/bin go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+# Reinstalled when the binary there is not the pinned version.
+bin/golangci-lint: FORCE
+	@case "$$($@ version 2>/dev/null || true)" in \
+	*"version $(GOLANGCI_LINT_VERSION:v%=%) "*) ;; \
+	*) echo "GOBIN=$(CURDIR)/bin go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)"; \
+	   GOBIN=$(CURDIR)/bin go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) ;; \
+	esac
+
+build:
+	go build -ldflags '$(LDFLAGS)' -o bin/worker ./worker
+	go build -ldflags '$(LDFLAGS)' -o bin/starter ./starter
+	go build -ldflags '$(LDFLAGS)' -o bin/emulator ./emulator/cmd/emulator
+
+test: bin/temporal
+	go vet ./...
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l lists files that need formatting:"; echo "$$unformatted"; exit 1; fi
+	go test -race -count=1 -timeout 30m ./...
+
+lint: bin/golangci-lint
+	bin/golangci-lint run ./...
+
+# The end-to-end demo (demo/): dev server, control plane emulator, worker and starter.
+run: build bin/temporal
+	go run ./demo --bin bin
+
+clean:
+	rm -rf bin
+
+FORCE:
