@@ -27,8 +27,14 @@ const (
 	DefaultTeardownConcurrency = 10
 	// MaxTeardownConcurrency bounds Concurrency.
 	MaxTeardownConcurrency = 200
-	// MaxTeardownConnections bounds ConnectionIDs in one teardown input.
-	MaxTeardownConnections = 100_000
+	// MaxTeardownConnections bounds the connections of one teardown (given or listed), so its
+	// input, carried state and result stay under Temporal's 2 MB payload limit.
+	MaxTeardownConnections = 10_000
+	// DefaultTeardownMaxHistoryEvents is the history length at which a teardown run continues as
+	// new. Temporal warns at 10,240 events and fails a run at 51,200; a batch costs about six.
+	DefaultTeardownMaxHistoryEvents = 5_000
+	// MaxTeardownRounds bounds how often one connection is tried again after a transient failure.
+	MaxTeardownRounds = 8
 	// MaxOutcomeMessageBytes bounds the failure message kept per connection, so the result of a
 	// large teardown stays well under Temporal's payload limit.
 	MaxOutcomeMessageBytes = 256
@@ -53,6 +59,9 @@ type RemoveAgentConnectionsInput struct {
 	MissingOK *bool `json:"missing_ok,omitempty"`
 	// ContinueOnError keeps removing the other connections after one fails for good. Absent means true.
 	ContinueOnError *bool `json:"continue_on_error,omitempty"`
+	// MaxHistoryEvents is the history length at which a run continues as new, carrying its
+	// progress (default DefaultTeardownMaxHistoryEvents).
+	MaxHistoryEvents int `json:"max_history_events,omitempty"`
 	// State carries progress across continue-as-new. Callers leave it empty.
 	State *TeardownState `json:"state,omitempty"`
 }
@@ -129,6 +138,11 @@ type RemoveAgentConnectionsResult struct {
 	Reappeared    int  `json:"reappeared"`
 	Skipped       int  `json:"skipped"`
 	Cancelled     bool `json:"cancelled,omitempty"`
+	// Verified is true when the teardown listed the agent's connections again after removing and
+	// the counts above include what that check found.
+	Verified bool `json:"verified"`
+	// Runs counts the workflow runs (continue-as-new starts a new one).
+	Runs int `json:"runs"`
 	// Connections has one entry per connection, sorted by ID.
 	Connections []ConnectionOutcome `json:"connections"`
 }
@@ -151,8 +165,14 @@ type TeardownProgress struct {
 type TeardownState struct {
 	// Listed is true once the connections are known (given or listed).
 	Listed bool `json:"listed"`
+	// Given is true when the caller named the connections (the re-list then reports only those).
+	Given bool `json:"given,omitempty"`
 	// Pending are the connections not yet finished, in order.
 	Pending []string `json:"pending"`
+	// Attempts counts the requests already sent for pending connections (by ID).
+	Attempts map[string]int `json:"attempts,omitempty"`
+	// Rounds counts the transient failures of pending connections so far (by ID).
+	Rounds map[string]int `json:"rounds,omitempty"`
 	// Outcomes are the finished connections.
 	Outcomes []ConnectionOutcome `json:"outcomes"`
 	// Runs counts the runs before this one.

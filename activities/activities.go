@@ -1,7 +1,11 @@
 // Package activities holds the Temporal activities of the worker: RemoveConnection sends the
 // control plane's DELETE for one agent connection and turns the answer into a result or a
-// classified failure, as the contract's status table says. The Activities struct carries its
-// dependencies (HTTP client, base URL, credentials); the worker registers a pointer to it.
+// classified failure, as the contract's status table says; ListConnections and RemoveConnections
+// do the same for a whole agent's teardown; CheckTeardownClaim, AwaitTeardownOutcome and
+// AwaitStandaloneRemoval keep a teardown and a standalone removal of the same connection from
+// sending DELETEs at the same time. The Activities struct carries its dependencies (HTTP client,
+// base URL, credentials, coordinator); the worker registers a pointer to it, so every exported
+// method is an activity named after it.
 package activities
 
 import (
@@ -24,6 +28,13 @@ const (
 	DefaultMaxRetryAfter  = 5 * time.Minute
 	// DefaultBodyLimit bounds how much of an error body is read; the rest is discarded.
 	DefaultBodyLimit = 64 << 10
+	// DefaultListBodyLimit bounds a List Connections body; a longer one fails the listing.
+	DefaultListBodyLimit = 32 << 20
+	// DefaultClaimPollInterval is how often AwaitTeardownOutcome asks the teardown again.
+	DefaultClaimPollInterval = time.Second
+	// DefaultWaitHeartbeat is how often AwaitStandaloneRemoval heartbeats while it waits (more
+	// often when the heartbeat timeout asks for it).
+	DefaultWaitHeartbeat = 5 * time.Second
 )
 
 // Credentials are what the control plane authenticates a request with. They stay inside the
@@ -89,6 +100,10 @@ type Config struct {
 	Logger retryablehttp.LeveledLogger
 	// Transport replaces the pooled keep-alive transport (tests, tracing wrappers).
 	Transport http.RoundTripper
+	// Coordinator tells the teardown and standalone removals of the same connection about each
+	// other (TemporalCoordinator in a worker). Nil turns coordination off: every activity then
+	// behaves as if nothing else removed connections.
+	Coordinator Coordinator
 }
 
 // Activities implements the worker's activities. Build it with New.
@@ -98,6 +113,12 @@ type Activities struct {
 	creds         CredentialSource
 	userAgent     string
 	maxRetryAfter time.Duration
+	coord         Coordinator
+
+	// Tests shorten these; zero means the Default* constant.
+	listBodyLimit int64
+	pollInterval  time.Duration
+	waitHeartbeat time.Duration
 }
 
 // New validates cfg and builds the activities with their HTTP client.
@@ -127,6 +148,7 @@ func New(cfg Config) (*Activities, error) {
 		creds:         cfg.Credentials,
 		userAgent:     cfg.UserAgent,
 		maxRetryAfter: cfg.MaxRetryAfter,
+		coord:         cfg.Coordinator,
 	}, nil
 }
 
@@ -155,6 +177,11 @@ func ParseBaseURL(raw string) (*url.URL, error) {
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = strings.TrimRight(u.RawPath, "/")
 	return u, nil
+}
+
+// connectionsURL is the List Connections route under the base, with the agent ID path-escaped.
+func (a *Activities) connectionsURL(agentID string) string {
+	return a.base.JoinPath("v2", "auth", "agents", url.PathEscape(agentID), "connections").String()
 }
 
 // connectionURL is the Remove Connection route under the base, with both IDs path-escaped.

@@ -117,3 +117,16 @@ func clip(s string) string {
 	}
 	return s[:cut] + "…"
 }
+
+// clipTo bounds s to limit bytes, the ellipsis included, without splitting a rune.
+func clipTo(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	const ellipsis = "…"
+	cut := max(limit-len(ellipsis), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	ac "github.com/agentops/agentconnections"
@@ -42,56 +44,152 @@ func (a *Activities) RemoveConnection(ctx context.Context, in ac.RemoveConnectio
 			prior = removeProgress{}
 		}
 	}
-	tracker := &requestTracker{onSent: func(total int) {
-		activity.RecordHeartbeat(ctx, removeProgress{Requests: prior.Requests + total})
-	}}
-	stop := keepHeartbeating(ctx, info.HeartbeatTimeout, func() removeProgress {
-		return removeProgress{Requests: prior.Requests + tracker.total()}
+	var sent atomic.Int64
+	stop := keepHeartbeating(ctx, info.HeartbeatTimeout, func() {
+		activity.RecordHeartbeat(ctx, removeProgress{Requests: prior.Requests + int(sent.Load())})
 	})
 	defer stop()
 
+	res := a.removeOne(ctx, removal{
+		agentID:        in.AgentID,
+		connectionID:   in.ConnectionID,
+		missingOK:      in.MissingOK,
+		prior:          prior.Requests,
+		earlierAttempt: info.Attempt > 1,
+		onSent: func(n int) {
+			sent.Store(int64(n))
+			activity.RecordHeartbeat(ctx, removeProgress{Requests: prior.Requests + n})
+		},
+	})
+	result.Attempts = res.requests
+	switch {
+	case res.ctxErr != nil:
+		return result, res.ctxErr
+	case res.outcome != "":
+		result.Outcome = res.outcome
+		return result, nil
+	}
+	return result, failure(res.message, res.errType, res.retryable, res.status, res.requests, res.nextDelay)
+}
+
+// removal is one connection removal as removeOne runs it, for RemoveConnection and for each
+// connection of a RemoveConnections batch.
+type removal struct {
+	agentID      string
+	connectionID string
+	missingOK    bool
+	// prior counts the requests sent for this removal before this call: by earlier Temporal
+	// attempts (heartbeated) and, in a teardown, by earlier batches.
+	prior int
+	// earlierAttempt is set when an earlier Temporal attempt may have sent a request that prior
+	// does not count: heartbeats are throttled, so the last count may not have reached the server.
+	earlierAttempt bool
+	// onSent runs as each request leaves (before it is on the wire) with the number of requests
+	// this call has sent so far; the caller heartbeats it.
+	onSent func(sent int)
+	// quiet logs a success at debug level: a batch logs one line for all its successes.
+	quiet bool
+}
+
+// removeResult is what one removal came to: an outcome, or a classified failure.
+type removeResult struct {
+	// outcome is OutcomeRemoved or OutcomeAlreadyAbsent on success, empty otherwise.
+	outcome   string
+	errType   string
+	message   string
+	retryable bool
+	nextDelay time.Duration
+	// requests counts every request of this removal, prior ones included.
+	requests int
+	// status is the last answer's status, 0 when none came.
+	status int
+	// ctxErr is the activity context's error when it ended before an answer came.
+	ctxErr error
+}
+
+// removeOne is the single-connection core shared by RemoveConnection and RemoveConnections: ID
+// check, URL, headers, in-process retries, counting, classification, Retry-After, redaction and
+// logging. It never returns an error; the caller turns the result into its own shape.
+func (a *Activities) removeOne(ctx context.Context, r removal) removeResult {
+	logger := activity.GetLogger(ctx)
+	info := activity.GetInfo(ctx)
+	res := removeResult{requests: r.prior}
+
+	if err := validateIDs(r.agentID, r.connectionID); err != nil {
+		logger.Warn("refused connection removal before any request", "error", err.Error())
+		res.errType, res.message = ac.ErrInvalidRequest, err.Error()
+		return res
+	}
+
+	tracker := &requestTracker{onSent: r.onSent}
 	start := time.Now()
-	resp, err := a.send(ctx, tracker, http.MethodDelete, a.connectionURL(in.AgentID, in.ConnectionID))
-	requests := prior.Requests + tracker.total()
-	result.Attempts = requests
+	resp, err := a.send(ctx, tracker, http.MethodDelete, a.connectionURL(r.agentID, r.connectionID))
+	res.requests = r.prior + tracker.total()
 	fields := []any{
-		"agent_id", in.AgentID, "connection_id", in.ConnectionID,
-		"attempt", info.Attempt, "requests", requests, "latency_ms", time.Since(start).Milliseconds(),
+		"agent_id", r.agentID, "connection_id", r.connectionID,
+		"attempt", info.Attempt, "requests", res.requests, "latency_ms", time.Since(start).Milliseconds(),
 	}
 	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
+		f, ctxErr := requestFailure(ctx, err)
+		switch {
+		case ctxErr != nil:
 			logger.Info("connection removal stopped: activity context done", append(fields, "error", ctxErr.Error())...)
-			return result, ctxErr
-		}
-		if errors.Is(err, errNoCredentials) {
+			res.ctxErr = ctxErr
+			return res
+		case f.errType == ac.ErrUnauthorized:
 			logger.Error("connection removal not sent: no credentials", append(fields, "error", err.Error())...)
-			return result, failure(err.Error(), ac.ErrUnauthorized, false, 0, requests, 0)
+		default:
+			logger.Warn("control plane unreachable", append(fields, "error", err.Error())...)
 		}
-		logger.Warn("control plane unreachable", append(fields, "error", err.Error())...)
-		return result, failure("control plane unreachable: "+err.Error(), ac.ErrUnavailable, true, 0, requests, 0)
+		res.errType, res.message, res.retryable = f.errType, f.message, f.retryable
+		return res
 	}
 	defer drainAndClose(resp)
+	res.status = resp.StatusCode
 	fields = append(fields, "status", resp.StatusCode)
 
 	switch resp.StatusCode {
 	case http.StatusNoContent:
-		result.Outcome = ac.OutcomeRemoved
-		logger.Info("connection removed", fields...)
-		return result, nil
+		res.outcome = ac.OutcomeRemoved
+		logSuccess(logger, r.quiet, "connection removed", fields...)
+		return res
 	case http.StatusNotFound:
 		// The last response is the last request's: any earlier request of this removal (an
-		// in-process retry or an earlier Temporal attempt) may have removed the connection.
-		earlier := requests > 1 || info.Attempt > 1
-		if in.MissingOK || earlier {
-			result.Outcome = ac.OutcomeAlreadyAbsent
-			logger.Info("connection already absent", append(fields, "earlier_request", earlier)...)
-			return result, nil
+		// in-process retry, an earlier Temporal attempt or an earlier teardown batch) may have
+		// removed the connection.
+		earlier := res.requests > 1 || r.earlierAttempt
+		if r.missingOK || earlier {
+			res.outcome = ac.OutcomeAlreadyAbsent
+			logSuccess(logger, r.quiet, "connection already absent", append(fields, "earlier_request", earlier)...)
+			return res
 		}
 	}
 
-	f := a.classify(resp, requests)
+	f := a.classify(resp, res.requests)
 	logger.Warn("connection removal failed", append(fields, "failure_type", f.errType, "retryable", f.retryable)...)
-	return result, failure(f.message, f.errType, f.retryable, resp.StatusCode, requests, f.nextDelay)
+	res.errType, res.message, res.retryable, res.nextDelay = f.errType, f.message, f.retryable, f.nextDelay
+	return res
+}
+
+func logSuccess(logger log.Logger, quiet bool, msg string, fields ...any) {
+	if quiet {
+		logger.Debug(msg, fields...)
+		return
+	}
+	logger.Info(msg, fields...)
+}
+
+// requestFailure classifies a request that got no answer. When the activity context ended it
+// returns that error instead; a failed credential source is Unauthorized (not retried, no request
+// left); anything else is the control plane being unreachable (Unavailable, retried).
+func requestFailure(ctx context.Context, err error) (classified, error) {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return classified{}, ctxErr
+	}
+	if errors.Is(err, errNoCredentials) {
+		return classified{errType: ac.ErrUnauthorized, message: err.Error()}, nil
+	}
+	return classified{errType: ac.ErrUnavailable, message: "control plane unreachable: " + err.Error(), retryable: true}, nil
 }
 
 // validateIDs applies the contract's ID rules to both IDs.
@@ -209,10 +307,11 @@ func drainAndClose(resp *http.Response) {
 	_ = resp.Body.Close()
 }
 
-// keepHeartbeating heartbeats the current progress while a request is in flight, so a slow or
-// hanging request does not trip the heartbeat timeout and a dead worker is noticed within it.
-// The SDK throttles heartbeats, so ticking at a third of the timeout costs little.
-func keepHeartbeating(ctx context.Context, timeout time.Duration, progress func() removeProgress) (stop func()) {
+// keepHeartbeating calls beat (which records a heartbeat with the current progress) while a
+// request is in flight, so a slow or hanging request does not trip the heartbeat timeout and a
+// dead worker is noticed within it. The SDK throttles heartbeats, so ticking at a third of the
+// timeout costs little.
+func keepHeartbeating(ctx context.Context, timeout time.Duration, beat func()) (stop func()) {
 	if timeout <= 0 {
 		return func() {}
 	}
@@ -228,7 +327,7 @@ func keepHeartbeating(ctx context.Context, timeout time.Duration, progress func(
 			case <-ctx.Done():
 				return
 			case <-ticker.C:
-				activity.RecordHeartbeat(ctx, progress())
+				beat()
 			}
 		}
 	}()

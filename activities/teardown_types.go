@@ -12,6 +12,10 @@ type ListConnectionsInput struct {
 // ListConnectionsResult lists an agent's connection IDs in the control plane's order.
 type ListConnectionsResult struct {
 	ConnectionIDs []string `json:"connection_ids"`
+	// AgentNotFound is set when the control plane answered 404 for the agent: the list is then
+	// empty (an unknown agent has no connections), but a 404 on every route can also mean a wrong
+	// control-plane URL prefix, so the teardown should say so in its result or logs.
+	AgentNotFound bool `json:"agent_not_found,omitempty"`
 }
 
 // BatchItem is one connection of a RemoveConnections batch.
