@@ -123,7 +123,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	} else if cfg.Credentials.APIKey == "" {
 		credMode = "bearer_token"
 	}
+	// The coordinator lets a teardown and a standalone removal of the same connection stay out of
+	// each other's way; it gets its client once the dial below succeeds, before any polling.
+	coordinator := &activities.TemporalCoordinator{}
 	acts, err := activities.New(activities.Config{
+		Coordinator:    coordinator,
 		BaseURL:        cfg.ControlPlaneURL.String(),
 		Credentials:    creds,
 		RequestTimeout: cfg.RequestTimeout,
@@ -173,6 +177,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return fail(exitFailure, "cannot connect to Temporal at %s (namespace %s): %v", hostPort, namespace, err)
 	}
 	defer c.Close()
+	coordinator.Client = c
 
 	fatal := make(chan error, 1)
 	w := worker.New(c, cfg.TaskQueue, worker.Options{
@@ -225,5 +230,6 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 // it (RemoveConnection); TestRegister_UsesContractNames pins those names to the contract.
 func register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.RemoveConnectionWorkflow, workflow.RegisterOptions{Name: ac.RemoveConnectionWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.RemoveAgentConnectionsWorkflow, workflow.RegisterOptions{Name: ac.RemoveAgentConnectionsWorkflowType})
 	r.RegisterActivity(acts)
 }

@@ -36,21 +36,69 @@ const (
 var acts *activities.Activities
 
 // RemoveConnectionWorkflow removes one connection. It validates its input (a refused ID fails at
-// once with type InvalidRequest, before any activity runs), runs the RemoveConnection activity and
-// returns its result. A failed removal returns the activity's ApplicationError, type intact.
+// once with type InvalidRequest, before any activity runs), then makes sure it does not race a
+// teardown of the same agent: when a running RemoveAgentConnectionsWorkflow owns the connection,
+// it takes that teardown's outcome instead of sending a second DELETE. Otherwise it runs the
+// RemoveConnection activity and returns its result; a failed removal returns the activity's
+// ApplicationError, type intact. The removal_state query says which of these it is doing.
 func RemoveConnectionWorkflow(ctx workflow.Context, in ac.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 	result := ac.RemoveConnectionResult{AgentID: in.AgentID, ConnectionID: in.ConnectionID}
 	if err := in.Validate(); err != nil {
 		return result, temporal.NewNonRetryableApplicationError(err.Error(), ac.ErrInvalidRequest, nil)
 	}
+	logger := workflow.GetLogger(ctx)
+	state := ac.RemovalChecking
+	if err := workflow.SetQueryHandler(ctx, ac.RemovalStateQuery, func() (ac.RemovalState, error) {
+		return ac.RemovalState{State: state}, nil
+	}); err != nil {
+		return result, err
+	}
+
+	missingOK := in.MissingOKOrDefault()
+	ref := activities.ConnectionRef{AgentID: in.AgentID, ConnectionID: in.ConnectionID}
+	var claim ac.ConnectionClaim
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5},
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, acts.CheckTeardownClaim, ref).Get(ctx, &claim); err != nil {
+		// The teardown checks this workflow's state before each DELETE and defers to a removal
+		// that is "removing", so going ahead cannot race it from here on.
+		logger.Warn("could not check for a teardown of this agent; removing directly", "agent_id", in.AgentID, "error", err.Error())
+		claim = ac.ConnectionClaim{}
+	}
+	if claim.Claimed {
+		state = ac.RemovalWaitingForTeardown
+		if claim.Outcome == nil {
+			actx := workflow.WithActivityOptions(ctx, awaitActivityOptions())
+			if err := workflow.ExecuteActivity(actx, acts.AwaitTeardownOutcome, ref).Get(ctx, &claim); err != nil {
+				return result, err
+			}
+		}
+		if o := claim.Outcome; o != nil {
+			switch o.Outcome {
+			case ac.OutcomeRemoved, ac.OutcomeAlreadyAbsent:
+				logger.Info("connection handled by the agent's teardown", "agent_id", in.AgentID, "connection_id", in.ConnectionID, "outcome", o.Outcome)
+				result.Outcome = o.Outcome
+				return result, nil
+			case ac.OutcomeFailed:
+				return result, temporal.NewNonRetryableApplicationError("the agent's teardown failed to remove this connection: "+o.Message, o.FailureType, nil)
+			}
+		}
+		// The teardown ended (or was cancelled) without removing it: do it here. It may still
+		// have sent a DELETE before it stopped, so a 404 now means already absent.
+		missingOK = true
+	}
+
+	state = ac.RemovalRemoving
 	ctx = workflow.WithActivityOptions(ctx, RemoveConnectionActivityOptions(in.Retry))
 	err := workflow.ExecuteActivity(ctx, acts.RemoveConnection, ac.RemoveConnectionActivityInput{
 		AgentID:      in.AgentID,
 		ConnectionID: in.ConnectionID,
-		MissingOK:    in.MissingOKOrDefault(),
+		MissingOK:    missingOK,
 	}).Get(ctx, &result)
 	if err != nil {
-		workflow.GetLogger(ctx).Warn("connection removal failed",
+		logger.Warn("connection removal failed",
 			"agent_id", in.AgentID, "connection_id", in.ConnectionID, "error", err.Error())
 		return result, err
 	}

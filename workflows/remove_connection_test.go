@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -210,5 +211,76 @@ func TestRemoveConnectionWorkflow_InvalidInputFailsWithoutActivity(t *testing.T)
 		if called {
 			t.Errorf("%+v: got the activity called, want no call", in)
 		}
+	}
+}
+
+func TestRemoveConnectionWorkflow_TakesTheTeardownsOutcome(t *testing.T) {
+	removed := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1}
+	skipped := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeSkipped}
+	failed := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeFailed, FailureType: ac.ErrValidation, Message: "locked"}
+	tests := []struct {
+		name          string
+		claim         ac.ConnectionClaim
+		awaited       *ac.ConnectionClaim // AwaitTeardownOutcome's answer, when it is called
+		wantOutcome   string
+		wantType      string
+		wantOwnDelete bool
+	}{
+		{name: "not claimed: removes itself", claim: ac.ConnectionClaim{}, wantOutcome: ac.OutcomeRemoved, wantOwnDelete: true},
+		{name: "claimed and done: takes the outcome", claim: ac.ConnectionClaim{Claimed: true, Outcome: &removed}, wantOutcome: ac.OutcomeRemoved},
+		{name: "claimed, waits, then done", claim: ac.ConnectionClaim{Claimed: true}, awaited: &ac.ConnectionClaim{Claimed: true, Outcome: &removed}, wantOutcome: ac.OutcomeRemoved},
+		{name: "claimed, teardown ends without it: removes itself", claim: ac.ConnectionClaim{Claimed: true}, awaited: &ac.ConnectionClaim{}, wantOutcome: ac.OutcomeRemoved, wantOwnDelete: true},
+		{name: "claimed, teardown skipped it: removes itself", claim: ac.ConnectionClaim{Claimed: true, Outcome: &skipped}, wantOutcome: ac.OutcomeRemoved, wantOwnDelete: true},
+		{name: "claimed, teardown failed it: fails with its type", claim: ac.ConnectionClaim{Claimed: true, Outcome: &failed}, wantType: ac.ErrValidation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newEnv(t)
+			env.OnActivity("CheckTeardownClaim", mock.Anything, mock.Anything).Return(tt.claim, nil).Once()
+			if tt.awaited != nil {
+				env.OnActivity("AwaitTeardownOutcome", mock.Anything, mock.Anything).Return(*tt.awaited, nil).Once()
+			}
+			deleted := false
+			env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
+				func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+					deleted = true
+					return ac.RemoveConnectionResult{AgentID: "a1", ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1}, nil
+				}).Maybe()
+			var states []string
+			env.SetOnActivityStartedListener(func(*activity.Info, context.Context, converter.EncodedValues) {
+				v, err := env.QueryWorkflow(ac.RemovalStateQuery)
+				if err != nil {
+					t.Errorf("query: %v", err)
+					return
+				}
+				var s ac.RemovalState
+				_ = v.Get(&s)
+				states = append(states, s.State)
+			})
+			env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1"})
+			if deleted != tt.wantOwnDelete {
+				t.Errorf("got own DELETE %t, want %t", deleted, tt.wantOwnDelete)
+			}
+			if tt.wantType != "" {
+				if appErr := workflowError(t, env); appErr.Type() != tt.wantType {
+					t.Errorf("got type %s, want %s", appErr.Type(), tt.wantType)
+				}
+				return
+			}
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatal(err)
+			}
+			var res ac.RemoveConnectionResult
+			_ = env.GetWorkflowResult(&res)
+			if res.Outcome != tt.wantOutcome {
+				t.Errorf("got outcome %q, want %q", res.Outcome, tt.wantOutcome)
+			}
+			if tt.wantOwnDelete && (len(states) == 0 || states[len(states)-1] != ac.RemovalRemoving) {
+				t.Errorf("got states %v when activities started, want removing before the DELETE", states)
+			}
+			if tt.awaited != nil && (len(states) == 0 || states[0] != ac.RemovalWaitingForTeardown) {
+				t.Errorf("got states %v, want waiting_for_teardown while it waits", states)
+			}
+		})
 	}
 }

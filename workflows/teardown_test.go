@@ -1,0 +1,448 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	ac "github.com/agentops/agentconnections"
+	"github.com/agentops/agentconnections/activities"
+)
+
+func newTeardownEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(RemoveAgentConnectionsWorkflow)
+	env.RegisterActivity(&activities.Activities{})
+	return env
+}
+
+func ids(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%04d", prefix, i)
+	}
+	return out
+}
+
+// fakeControlPlane stands in for the batch activity: it records every removal and answers with
+// what answer() says for a connection (default: removed).
+type fakeControlPlane struct {
+	mu          sync.Mutex
+	removed     map[string]int // connection → times removed
+	prior       map[string][]int
+	inFlight    int // sum of parallelism of running batches
+	maxInFlight int
+	maxBatch    int
+	overlapping int // most batches running at once
+	running     int
+	answer      func(id string, call int) (outcome ac.ConnectionOutcome, transient *activities.TransientFailure)
+	calls       map[string]int
+}
+
+func newFakeControlPlane() *fakeControlPlane {
+	return &fakeControlPlane{removed: map[string]int{}, prior: map[string][]int{}, calls: map[string]int{}}
+}
+
+func (f *fakeControlPlane) batch(_ context.Context, in activities.RemoveConnectionsInput) (activities.RemoveConnectionsResult, error) {
+	f.mu.Lock()
+	f.inFlight += in.Parallelism
+	f.running++
+	f.maxInFlight = max(f.maxInFlight, f.inFlight)
+	f.overlapping = max(f.overlapping, f.running)
+	f.maxBatch = max(f.maxBatch, len(in.Items))
+	f.mu.Unlock()
+	// Let other batches start while this one "works", so overlap is observable.
+	time.Sleep(5 * time.Millisecond)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inFlight -= in.Parallelism
+	f.running--
+	var res activities.RemoveConnectionsResult
+	for _, it := range in.Items {
+		f.calls[it.ConnectionID]++
+		f.prior[it.ConnectionID] = append(f.prior[it.ConnectionID], it.PriorRequests)
+		o := ac.ConnectionOutcome{ConnectionID: it.ConnectionID, Outcome: ac.OutcomeRemoved, Attempts: it.PriorRequests + 1}
+		var tf *activities.TransientFailure
+		if f.answer != nil {
+			o, tf = f.answer(it.ConnectionID, f.calls[it.ConnectionID])
+			o.ConnectionID = it.ConnectionID
+			if tf != nil {
+				tf.ConnectionID = it.ConnectionID
+				tf.Attempts = it.PriorRequests + 1
+			} else if o.Attempts == 0 {
+				o.Attempts = it.PriorRequests + 1
+			}
+		}
+		if tf != nil {
+			res.Transient = append(res.Transient, *tf)
+			continue
+		}
+		if o.Outcome == ac.OutcomeRemoved {
+			f.removed[it.ConnectionID]++
+		}
+		res.Done = append(res.Done, o)
+	}
+	return res, nil
+}
+
+func teardownResult(t *testing.T, env *testsuite.TestWorkflowEnvironment) ac.RemoveAgentConnectionsResult {
+	t.Helper()
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("got %v, want a result", err)
+	}
+	var res ac.RemoveAgentConnectionsResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// countsAddUp checks that the per-outcome counts add up to the connections listed.
+func countsAddUp(t *testing.T, res ac.RemoveAgentConnectionsResult) {
+	t.Helper()
+	sum := res.Removed + res.AlreadyAbsent + res.Failed + res.Remained + res.Reappeared + res.Skipped
+	if sum != res.Total || res.Total != len(res.Connections) {
+		t.Errorf("got counts summing to %d, total %d, %d connections; want all equal", sum, res.Total, len(res.Connections))
+	}
+}
+
+func TestTeardown_ListsRemovesAndVerifies(t *testing.T) {
+	env := newTeardownEnv(t)
+	all := ids("c", 25)
+	lists := 0
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, activities.ListConnectionsInput{AgentID: "a1"}).Return(
+		func(context.Context, activities.ListConnectionsInput) (activities.ListConnectionsResult, error) {
+			lists++
+			if lists == 1 {
+				return activities.ListConnectionsResult{ConnectionIDs: all}, nil
+			}
+			return activities.ListConnectionsResult{}, nil
+		})
+	cp := newFakeControlPlane()
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
+	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
+	res := teardownResult(t, env)
+	countsAddUp(t, res)
+	if res.Total != 25 || res.Removed != 25 || !res.Verified {
+		t.Errorf("got total %d removed %d verified %t, want 25, 25, true", res.Total, res.Removed, res.Verified)
+	}
+	if lists != 2 {
+		t.Errorf("got %d list calls, want 2 (list, then verify)", lists)
+	}
+	for _, id := range all {
+		if cp.removed[id] != 1 {
+			t.Errorf("got %s removed %d times, want once", id, cp.removed[id])
+		}
+	}
+}
+
+func TestTeardown_ConcurrencyBoundNeverExceeded(t *testing.T) {
+	for _, concurrency := range []int{1, 7, 25, 100} {
+		t.Run(fmt.Sprint(concurrency), func(t *testing.T) {
+			env := newTeardownEnv(t)
+			cp := newFakeControlPlane()
+			env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
+			env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{}, nil)
+			env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 600), Concurrency: concurrency})
+			res := teardownResult(t, env)
+			if res.Removed != 600 {
+				t.Errorf("got %d removed, want 600", res.Removed)
+			}
+			if cp.maxInFlight > concurrency {
+				t.Errorf("got up to %d requests allowed in flight, want at most %d", cp.maxInFlight, concurrency)
+			}
+			if cp.maxBatch > maxBatchSize {
+				t.Errorf("got a batch of %d, want at most %d", cp.maxBatch, maxBatchSize)
+			}
+			if concurrency >= 2*maxBatchParallelism && cp.overlapping < 2 {
+				t.Errorf("got at most %d batch running at once, want several at concurrency %d", cp.overlapping, concurrency)
+			}
+		})
+	}
+}
+
+func TestTeardown_PartialFailuresAndTransientRetries(t *testing.T) {
+	env := newTeardownEnv(t)
+	cp := newFakeControlPlane()
+	cp.answer = func(id string, call int) (ac.ConnectionOutcome, *activities.TransientFailure) {
+		switch id {
+		case "c0001":
+			return ac.ConnectionOutcome{Outcome: ac.OutcomeFailed, FailureType: ac.ErrValidation, Message: "path.connection_id: locked"}, nil
+		case "c0002": // 503 twice, then removed
+			if call <= 2 {
+				return ac.ConnectionOutcome{}, &activities.TransientFailure{FailureType: ac.ErrServerError, Message: "503"}
+			}
+		case "c0003": // always rate limited: gives up after MaxTeardownRounds
+			return ac.ConnectionOutcome{}, &activities.TransientFailure{FailureType: ac.ErrRateLimited, Message: "429", RetryAfter: ac.Duration(30 * time.Second)}
+		case "c0004":
+			return ac.ConnectionOutcome{Outcome: ac.OutcomeAlreadyAbsent}, nil
+		}
+		return ac.ConnectionOutcome{Outcome: ac.OutcomeRemoved}, nil
+	}
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{}, nil)
+	start := env.Now()
+	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 10)})
+	res := teardownResult(t, env)
+	countsAddUp(t, res)
+	if res.Removed != 7 || res.AlreadyAbsent != 1 || res.Failed != 2 {
+		t.Errorf("got removed %d absent %d failed %d, want 7, 1, 2", res.Removed, res.AlreadyAbsent, res.Failed)
+	}
+	byID := map[string]ac.ConnectionOutcome{}
+	for _, o := range res.Connections {
+		byID[o.ConnectionID] = o
+	}
+	if o := byID["c0001"]; o.FailureType != ac.ErrValidation || o.Message == "" {
+		t.Errorf("got %+v for the 422, want ValidationError with its message", o)
+	}
+	if o := byID["c0002"]; o.Outcome != ac.OutcomeRemoved || o.Attempts != 3 {
+		t.Errorf("got %+v, want removed after 3 requests", o)
+	}
+	if got := fmt.Sprint(cp.prior["c0002"]); got != "[0 1 2]" {
+		t.Errorf("got prior requests %s for c0002, want [0 1 2]", got)
+	}
+	if o := byID["c0003"]; o.Outcome != ac.OutcomeFailed || o.FailureType != ac.ErrRateLimited || cp.calls["c0003"] != ac.MaxTeardownRounds {
+		t.Errorf("got %+v after %d calls, want RateLimited failure after %d rounds", o, cp.calls["c0003"], ac.MaxTeardownRounds)
+	}
+	// Each of c0003's rounds honoured its 30 s Retry-After on the workflow clock.
+	if elapsed := env.Now().Sub(start); elapsed < time.Duration(ac.MaxTeardownRounds-1)*30*time.Second {
+		t.Errorf("got %s of workflow time, want at least %d Retry-After waits of 30s", elapsed, ac.MaxTeardownRounds-1)
+	}
+}
+
+func TestTeardown_StopsOnFirstFailureWithoutContinueOnError(t *testing.T) {
+	env := newTeardownEnv(t)
+	cp := newFakeControlPlane()
+	cp.answer = func(id string, _ int) (ac.ConnectionOutcome, *activities.TransientFailure) {
+		if id == "c0000" {
+			return ac.ConnectionOutcome{Outcome: ac.OutcomeFailed, FailureType: ac.ErrUnauthorized, Message: "401"}, nil
+		}
+		return ac.ConnectionOutcome{Outcome: ac.OutcomeRemoved}, nil
+	}
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
+	stop := false
+	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 300), Concurrency: 1, ContinueOnError: &stop})
+	res := teardownResult(t, env)
+	countsAddUp(t, res)
+	// Concurrency 1 makes batches of 5: the first fails on c0000, the rest is skipped.
+	if res.Failed != 1 || res.Removed != 4 || res.Skipped != 295 || res.Verified {
+		t.Errorf("got failed %d removed %d skipped %d verified %t, want 1, 4, 295, false", res.Failed, res.Removed, res.Skipped, res.Verified)
+	}
+}
+
+func TestTeardown_CancelLetsInFlightFinishAndStartsNothing(t *testing.T) {
+	env := newTeardownEnv(t)
+	cp := newFakeControlPlane()
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch).After(10 * time.Second)
+	var accepted, completed bool
+	var progress ac.TeardownProgress
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(ac.CancelUpdate, "cancel-1", &testsuite.TestUpdateCallback{
+			OnAccept: func() { accepted = true },
+			OnReject: func(err error) { t.Errorf("cancel rejected: %v", err) },
+			OnComplete: func(v any, err error) {
+				completed = err == nil
+				if p, ok := v.(ac.TeardownProgress); ok {
+					progress = p
+				}
+			},
+		})
+	}, 15*time.Second)
+	// Concurrency 10: one batch of 50 at a time, 10 s each; the cancel lands in the second.
+	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 200), Concurrency: 10})
+	res := teardownResult(t, env)
+	countsAddUp(t, res)
+	if !accepted || !completed || !progress.Cancelled {
+		t.Errorf("got accepted %t completed %t progress %+v, want the update accepted and reporting cancelled", accepted, completed, progress)
+	}
+	if !res.Cancelled || res.Removed != 100 || res.Skipped != 100 {
+		t.Errorf("got cancelled %t removed %d skipped %d, want true, 100, 100", res.Cancelled, res.Removed, res.Skipped)
+	}
+	if len(cp.calls) != 100 {
+		t.Errorf("got %d connections sent to the control plane, want 100 (none started after the cancel)", len(cp.calls))
+	}
+}
+
+func TestTeardown_ProgressAndConnectionStatusQueries(t *testing.T) {
+	env := newTeardownEnv(t)
+	cp := newFakeControlPlane()
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch).After(10 * time.Second)
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{}, nil)
+	var mid ac.TeardownProgress
+	var doneClaim, pendingClaim, strangerClaim ac.ConnectionClaim
+	env.RegisterDelayedCallback(func() {
+		query := func(name string, out any, args ...any) {
+			v, err := env.QueryWorkflow(name, args...)
+			if err != nil {
+				t.Errorf("query %s: %v", name, err)
+				return
+			}
+			if err := v.Get(out); err != nil {
+				t.Error(err)
+			}
+		}
+		query(ac.ProgressQuery, &mid)
+		query(ac.ConnectionStatusQuery, &doneClaim, "c0000")
+		query(ac.ConnectionStatusQuery, &pendingClaim, "c0099")
+		query(ac.ConnectionStatusQuery, &strangerClaim, "other")
+	}, 15*time.Second)
+	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 100), Concurrency: 10})
+	teardownResult(t, env)
+	want := ac.TeardownProgress{AgentID: "a1", Listed: true, Total: 100, Done: 50, Remaining: 50, InFlight: 50, Runs: 1}
+	if mid != want {
+		t.Errorf("got progress %+v, want %+v", mid, want)
+	}
+	if !doneClaim.Claimed || doneClaim.Outcome == nil || doneClaim.Outcome.Outcome != ac.OutcomeRemoved {
+		t.Errorf("got %+v for a removed connection, want claimed with outcome removed", doneClaim)
+	}
+	if !pendingClaim.Claimed || pendingClaim.Outcome != nil {
+		t.Errorf("got %+v for a pending connection, want claimed without outcome", pendingClaim)
+	}
+	if strangerClaim.Claimed {
+		t.Errorf("got %+v for a connection not in the teardown, want unclaimed", strangerClaim)
+	}
+}
+
+func TestTeardown_ReListReportsRemainedAndReappeared(t *testing.T) {
+	env := newTeardownEnv(t)
+	lists := 0
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.ListConnectionsInput) (activities.ListConnectionsResult, error) {
+			lists++
+			if lists == 1 {
+				return activities.ListConnectionsResult{ConnectionIDs: []string{"c1", "c2", "c3"}}, nil
+			}
+			return activities.ListConnectionsResult{ConnectionIDs: []string{"c2", "new"}}, nil
+		})
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(newFakeControlPlane().batch)
+	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
+	res := teardownResult(t, env)
+	countsAddUp(t, res)
+	if res.Removed != 2 || res.Remained != 1 || res.Reappeared != 1 || !res.Verified {
+		t.Errorf("got removed %d remained %d reappeared %d verified %t, want 2, 1, 1, true", res.Removed, res.Remained, res.Reappeared, res.Verified)
+	}
+}
+
+func TestTeardown_GivenIDsIgnoreOthersOnReList(t *testing.T) {
+	env := newTeardownEnv(t)
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{ConnectionIDs: []string{"not-mine"}}, nil)
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(newFakeControlPlane().batch)
+	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"c1", "c1", "c2"}})
+	res := teardownResult(t, env)
+	if res.Total != 2 || res.Removed != 2 || res.Reappeared != 0 {
+		t.Errorf("got total %d removed %d reappeared %d, want 2, 2, 0 (duplicates dropped, others ignored)", res.Total, res.Removed, res.Reappeared)
+	}
+}
+
+func TestTeardown_DeferredAndBusyConnections(t *testing.T) {
+	env := newTeardownEnv(t)
+	calls := 0
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RemoveConnectionsInput) (activities.RemoveConnectionsResult, error) {
+			calls++
+			var res activities.RemoveConnectionsResult
+			for _, it := range in.Items {
+				switch {
+				case it.ConnectionID == "standalone":
+					res.Deferred = append(res.Deferred, it.ConnectionID)
+				case it.ConnectionID == "deciding" && calls == 1:
+					res.Busy = append(res.Busy, it.ConnectionID)
+				default:
+					res.Done = append(res.Done, ac.ConnectionOutcome{ConnectionID: it.ConnectionID, Outcome: ac.OutcomeRemoved, Attempts: 1})
+				}
+			}
+			return res, nil
+		})
+	env.OnActivity("AwaitStandaloneRemoval", mock.Anything, activities.ConnectionRef{AgentID: "a1", ConnectionID: "standalone"}).
+		Return(ac.ConnectionOutcome{ConnectionID: "standalone", Outcome: ac.OutcomeAlreadyAbsent}, nil).Once()
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{}, nil)
+	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"plain", "standalone", "deciding"}})
+	res := teardownResult(t, env)
+	countsAddUp(t, res)
+	if res.Removed != 2 || res.AlreadyAbsent != 1 {
+		t.Errorf("got %+v, want plain and deciding removed, standalone already absent via its own removal", res)
+	}
+	for _, o := range res.Connections {
+		if o.ConnectionID == "standalone" && o.Attempts != 0 {
+			t.Errorf("got %d attempts for the standalone's connection, want 0 (the teardown sent nothing)", o.Attempts)
+		}
+	}
+	if calls != 2 {
+		t.Errorf("got %d batches, want 2 (the busy one tried again)", calls)
+	}
+	env.AssertExpectations(t)
+}
+
+func TestTeardown_ContinuesAsNewCarryingProgress(t *testing.T) {
+	cp := newFakeControlPlane()
+	in := ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 1000), Concurrency: 20, MaxHistoryEvents: 40}
+	runs := 0
+	var res ac.RemoveAgentConnectionsResult
+	for {
+		runs++
+		if runs > 50 {
+			t.Fatal("got more than 50 runs, want the teardown to finish")
+		}
+		env := newTeardownEnv(t)
+		env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
+		env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{}, nil)
+		env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, in)
+		var canErr *workflow.ContinueAsNewError
+		if err := env.GetWorkflowError(); errors.As(err, &canErr) {
+			var next ac.RemoveAgentConnectionsInput
+			if err := converter.GetDefaultDataConverter().FromPayloads(canErr.Input, &next); err != nil {
+				t.Fatal(err)
+			}
+			if next.State == nil || next.State.Runs != runs || len(next.ConnectionIDs) != 0 {
+				t.Fatalf("got carried state %+v with %d ids, want run count %d and ids only in the state", next.State, len(next.ConnectionIDs), runs)
+			}
+			if got := len(next.State.Outcomes) + len(next.State.Pending); got != 1000 {
+				t.Fatalf("got %d outcomes+pending carried, want 1000", got)
+			}
+			in = next
+			continue
+		}
+		res = teardownResult(t, env)
+		break
+	}
+	if runs < 2 {
+		t.Errorf("got %d run, want the teardown to continue as new", runs)
+	}
+	if res.Removed != 1000 || res.Runs != runs {
+		t.Errorf("got removed %d in %d runs (result says %d), want 1000 in %d", res.Removed, runs, res.Runs, runs)
+	}
+	for _, id := range ids("c", 1000) {
+		if cp.removed[id] != 1 {
+			t.Fatalf("got %s removed %d times, want once", id, cp.removed[id])
+		}
+	}
+}
+
+func TestTeardown_InvalidInput(t *testing.T) {
+	for _, in := range []ac.RemoveAgentConnectionsInput{
+		{AgentID: ""},
+		{AgentID: "a1", ConnectionIDs: []string{"ok", "bad/id"}},
+		{AgentID: "a1", Concurrency: ac.MaxTeardownConcurrency + 1},
+	} {
+		env := newTeardownEnv(t)
+		env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, in)
+		var appErr *temporal.ApplicationError
+		if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ac.ErrInvalidRequest {
+			t.Errorf("%+v: got %v, want %s", in, err, ac.ErrInvalidRequest)
+		}
+	}
+}
