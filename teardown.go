@@ -2,6 +2,7 @@ package agentconnections
 
 import (
 	"fmt"
+	"time"
 )
 
 // Names of the teardown (RemoveAgentConnectionsWorkflow) and of what runs around it.
@@ -177,6 +178,8 @@ type TeardownState struct {
 	Outcomes []ConnectionOutcome `json:"outcomes"`
 	// Runs counts the runs before this one.
 	Runs int `json:"runs"`
+	// StartedAt is when the first run started.
+	StartedAt time.Time `json:"started_at"`
 	// Cancelled is set once a cancel was accepted.
 	Cancelled bool `json:"cancelled,omitempty"`
 	// Stopped is set when ContinueOnError is false and a connection failed.

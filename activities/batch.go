@@ -55,6 +55,7 @@ type batch struct {
 	a              *Activities
 	ctx            context.Context
 	agentID        string
+	since          time.Time
 	missingOK      bool
 	earlierAttempt bool
 	items          []*batchItem // distinct connections, in input order
@@ -114,7 +115,7 @@ func (a *Activities) RemoveConnections(ctx context.Context, in RemoveConnections
 		}
 	}
 
-	b := &batch{a: a, ctx: ctx, agentID: in.AgentID, missingOK: in.MissingOK, earlierAttempt: info.Attempt > 1}
+	b := &batch{a: a, ctx: ctx, agentID: in.AgentID, since: in.Since, missingOK: in.MissingOK, earlierAttempt: info.Attempt > 1}
 	b.plan(in.Items, progress)
 
 	parallelism := min(max(in.Parallelism, 1), ac.MaxTeardownConcurrency, max(len(b.queue), 1))
@@ -210,7 +211,9 @@ func (b *batch) mayStart() bool {
 func (b *batch) process(it *batchItem) {
 	logger := activity.GetLogger(b.ctx)
 	if coord := b.a.coord; coord != nil {
-		state, running, err := coord.RemovalState(b.ctx, b.agentID, it.id)
+		state, running, err := coord.RemovalState(b.ctx, b.agentID, it.id, b.since)
+		logger.Debug("checked for a standalone removal", "agent_id", b.agentID, "connection_id", it.id,
+			"running", running, "state", state)
 		switch {
 		case err != nil && b.ctx.Err() != nil:
 			return // stays pending; the activity returns the context's error

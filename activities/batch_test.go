@@ -615,6 +615,8 @@ type fakeCoordinator struct {
 	// claims are TeardownClaim's answers in turn (the last one repeats).
 	claims     []claimAnswer
 	claimCalls int
+	// finished answers FinishedTeardownOutcome (nil: the teardown did not complete with it).
+	finished *ac.ConnectionOutcome
 	// await answers AwaitRemoval.
 	await      func(ctx context.Context) (ac.RemoveConnectionResult, error)
 	awaitCalls atomic.Int64
@@ -626,7 +628,7 @@ type claimAnswer struct {
 	err     error
 }
 
-func (c *fakeCoordinator) RemovalState(_ context.Context, _, connectionID string) (string, bool, error) {
+func (c *fakeCoordinator) RemovalState(_ context.Context, _, connectionID string, _ time.Time) (string, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stateErr != nil {
@@ -648,6 +650,12 @@ func (c *fakeCoordinator) TeardownClaim(_ context.Context, _, _ string) (ac.Conn
 	c.claimCalls++
 	a := c.claims[i]
 	return a.claim, a.running, a.err
+}
+
+func (c *fakeCoordinator) FinishedTeardownOutcome(context.Context, string, string) (*ac.ConnectionOutcome, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.finished, nil
 }
 
 func withCoordinator(c Coordinator) fixtureOption {

@@ -23,7 +23,11 @@ type Coordinator interface {
 	// RemovalState reports whether RemoveConnectionWorkflow with ID
 	// ac.RemoveConnectionWorkflowID(agentID, connectionID) is running and, if so, its
 	// ac.RemovalStateQuery answer.
-	RemovalState(ctx context.Context, agentID, connectionID string) (state string, running bool, err error)
+	//
+	// A removal that completed after since reads as running in state ac.RemovalRemoving: it
+	// removed the connection while the teardown ran, so the teardown takes its outcome (through
+	// AwaitRemoval, which returns at once) instead of sending a second DELETE.
+	RemovalState(ctx context.Context, agentID, connectionID string, since time.Time) (state string, running bool, err error)
 	// AwaitRemoval waits for that workflow's result (its latest run). A failed removal returns an
 	// error from which errors.As finds its *temporal.ApplicationError; a workflow that does not
 	// exist or ended without a result (terminated, cancelled, timed out) returns an error wrapping
@@ -32,6 +36,11 @@ type Coordinator interface {
 	// TeardownClaim reports whether ac.RemoveAgentConnectionsWorkflowID(agentID) is running and,
 	// if so, its ac.ConnectionStatusQuery answer for connectionID.
 	TeardownClaim(ctx context.Context, agentID, connectionID string) (claim ac.ConnectionClaim, running bool, err error)
+	// FinishedTeardownOutcome reads the connection's outcome from the result of the agent's
+	// teardown once it has completed; nil when it has not completed or did not handle the
+	// connection. A removal that waited on a teardown uses it when the teardown ends between two
+	// polls, so it takes that outcome instead of sending a second DELETE.
+	FinishedTeardownOutcome(ctx context.Context, agentID, connectionID string) (*ac.ConnectionOutcome, error)
 }
 
 // ErrRemovalNotRunning is wrapped by AwaitRemoval when there is no standalone removal to take a
@@ -48,9 +57,14 @@ type TemporalCoordinator struct {
 var _ Coordinator = TemporalCoordinator{}
 
 // RemovalState describes the standalone removal's workflow and, when it runs, queries its state.
-func (c TemporalCoordinator) RemovalState(ctx context.Context, agentID, connectionID string) (string, bool, error) {
+func (c TemporalCoordinator) RemovalState(ctx context.Context, agentID, connectionID string, since time.Time) (string, bool, error) {
 	var st ac.RemovalState
-	running, err := c.queryRunning(ctx, ac.RemoveConnectionWorkflowID(agentID, connectionID), ac.RemovalStateQuery, &st)
+	running, desc, err := c.queryRunning(ctx, ac.RemoveConnectionWorkflowID(agentID, connectionID), ac.RemovalStateQuery, &st)
+	if err == nil && !running && desc != nil && !since.IsZero() &&
+		desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED &&
+		desc.WorkflowCloseTime != nil && desc.WorkflowCloseTime.After(since) {
+		return ac.RemovalRemoving, true, nil
+	}
 	if err != nil || !running {
 		return "", false, err
 	}
@@ -60,11 +74,41 @@ func (c TemporalCoordinator) RemovalState(ctx context.Context, agentID, connecti
 // TeardownClaim describes the agent's teardown workflow and, when it runs, asks it about the connection.
 func (c TemporalCoordinator) TeardownClaim(ctx context.Context, agentID, connectionID string) (ac.ConnectionClaim, bool, error) {
 	var claim ac.ConnectionClaim
-	running, err := c.queryRunning(ctx, ac.RemoveAgentConnectionsWorkflowID(agentID), ac.ConnectionStatusQuery, &claim, connectionID)
+	running, _, err := c.queryRunning(ctx, ac.RemoveAgentConnectionsWorkflowID(agentID), ac.ConnectionStatusQuery, &claim, connectionID)
 	if err != nil || !running {
 		return ac.ConnectionClaim{}, false, err
 	}
 	return claim, true, nil
+}
+
+// FinishedTeardownOutcome describes the agent's teardown and, when its last run has completed,
+// looks the connection up in its result.
+func (c TemporalCoordinator) FinishedTeardownOutcome(ctx context.Context, agentID, connectionID string) (*ac.ConnectionOutcome, error) {
+	if c.Client == nil {
+		return nil, errNoClient
+	}
+	id := ac.RemoveAgentConnectionsWorkflowID(agentID)
+	desc, err := c.Client.DescribeWorkflow(ctx, id, "")
+	if err != nil {
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("describe workflow %s: %w", id, err)
+	}
+	if desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		return nil, nil
+	}
+	var res ac.RemoveAgentConnectionsResult
+	if err := c.Client.GetWorkflow(ctx, id, desc.WorkflowExecution.RunID).Get(ctx, &res); err != nil {
+		return nil, fmt.Errorf("read the result of workflow %s: %w", id, err)
+	}
+	for _, o := range res.Connections {
+		if o.ConnectionID == connectionID {
+			return &o, nil
+		}
+	}
+	return nil, nil
 }
 
 // AwaitRemoval waits for the standalone removal's result.
@@ -104,20 +148,20 @@ var errNoClient = errors.New("temporal coordinator has no client")
 // whether it was. A workflow that does not exist, is closed, or closes before the query reaches it
 // is not running; the query is sent with QUERY_REJECT_CONDITION_NOT_OPEN so a closed run is never
 // replayed just to answer it. A run too new to answer leaves out untouched and counts as running.
-func (c TemporalCoordinator) queryRunning(ctx context.Context, id, queryType string, out any, args ...any) (bool, error) {
+func (c TemporalCoordinator) queryRunning(ctx context.Context, id, queryType string, out any, args ...any) (bool, *client.WorkflowExecutionDescription, error) {
 	if c.Client == nil {
-		return false, errNoClient
+		return false, nil, errNoClient
 	}
 	desc, err := c.Client.DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		var notFound *serviceerror.NotFound
 		if errors.As(err, &notFound) {
-			return false, nil
+			return false, nil, nil
 		}
-		return false, fmt.Errorf("describe workflow %s: %w", id, err)
+		return false, nil, fmt.Errorf("describe workflow %s: %w", id, err)
 	}
 	if desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return false, nil
+		return false, desc, nil
 	}
 	resp, err := c.Client.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
 		WorkflowID:           id,
@@ -128,23 +172,33 @@ func (c TemporalCoordinator) queryRunning(ctx context.Context, id, queryType str
 	if err != nil {
 		var notFound *serviceerror.NotFound
 		if errors.As(err, &notFound) {
-			return false, nil
+			return false, c.redescribe(ctx, id, desc), nil
 		}
 		var notReady *serviceerror.WorkflowNotReady
 		if errors.As(err, &notReady) {
 			// Started but its first workflow task has not run: it is running and has not decided
 			// anything yet, which the zero answer says (state "", not claimed).
-			return true, nil
+			return true, desc, nil
 		}
-		return false, fmt.Errorf("query %s of workflow %s: %w", queryType, id, err)
+		return false, desc, fmt.Errorf("query %s of workflow %s: %w", queryType, id, err)
 	}
 	if resp.QueryRejected != nil {
-		return false, nil
+		return false, c.redescribe(ctx, id, desc), nil
 	}
 	if err := resp.QueryResult.Get(out); err != nil {
-		return false, fmt.Errorf("decode %s answer of workflow %s: %w", queryType, id, err)
+		return false, desc, fmt.Errorf("decode %s answer of workflow %s: %w", queryType, id, err)
 	}
-	return true, nil
+	return true, desc, nil
+}
+
+// redescribe is for a run that closed between the describe and the query: the caller needs to
+// know how it ended (a removal that just completed is the outcome to take). On error it keeps
+// the earlier description.
+func (c TemporalCoordinator) redescribe(ctx context.Context, id string, desc *client.WorkflowExecutionDescription) *client.WorkflowExecutionDescription {
+	if d, err := c.Client.DescribeWorkflow(ctx, id, ""); err == nil {
+		return d
+	}
+	return desc
 }
 
 // CheckTeardownClaim asks whether a running teardown of the connection's agent owns it. It is
@@ -198,6 +252,16 @@ func (a *Activities) AwaitTeardownOutcome(ctx context.Context, ref ConnectionRef
 		claim, running, err := a.coord.TeardownClaim(ctx, ref.AgentID, ref.ConnectionID)
 		if err != nil {
 			return ac.ConnectionClaim{}, a.coordinationFailure(ctx, "ask the agent's teardown for the connection's outcome", ref, err)
+		}
+		if !running {
+			// It may have finished with this connection between two polls: take its final word.
+			o, err := a.coord.FinishedTeardownOutcome(ctx, ref.AgentID, ref.ConnectionID)
+			if err != nil {
+				return ac.ConnectionClaim{}, a.coordinationFailure(ctx, "read the agent's finished teardown", ref, err)
+			}
+			if o != nil {
+				return ac.ConnectionClaim{Claimed: true, Outcome: o}, nil
+			}
 		}
 		switch {
 		case claim.Outcome != nil:

@@ -79,19 +79,21 @@ func TestAwaitTeardownOutcome(t *testing.T) {
 	tests := []struct {
 		name      string
 		claims    []claimAnswer
+		finished  *ac.ConnectionOutcome
 		wantClaim ac.ConnectionClaim
 		wantCalls int
 		wantType  string
 	}{
 		{name: "outcome after a few polls", claims: []claimAnswer{claimed, claimed, {running: true, claim: ac.ConnectionClaim{Outcome: absent}}}, wantClaim: ac.ConnectionClaim{Outcome: absent}, wantCalls: 3},
 		{name: "teardown ended without an outcome", claims: []claimAnswer{claimed, {running: false}}, wantCalls: 2},
+		{name: "teardown completed between polls: its result has the outcome", claims: []claimAnswer{claimed, {running: false}}, finished: absent, wantClaim: ac.ConnectionClaim{Claimed: true, Outcome: absent}, wantCalls: 2},
 		{name: "teardown dropped the claim without an outcome", claims: []claimAnswer{claimed, claimed, {running: true}}, wantCalls: 3},
 		{name: "no teardown at all", claims: []claimAnswer{{running: false}}, wantCalls: 1},
 		{name: "error is retryable", claims: []claimAnswer{claimed, {err: errors.New("unavailable")}}, wantCalls: 2, wantType: ac.ErrUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			coord := &fakeCoordinator{claims: tt.claims}
+			coord := &fakeCoordinator{claims: tt.claims, finished: tt.finished}
 			f := newFixture(t, status(204, ""), withCoordinator(coord))
 			f.acts.pollInterval = time.Millisecond
 			var beats atomic.Int64

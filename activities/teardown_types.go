@@ -1,6 +1,8 @@
 package activities
 
 import (
+	"time"
+
 	ac "github.com/agentops/agentconnections"
 )
 
@@ -33,6 +35,9 @@ type RemoveConnectionsInput struct {
 	MissingOK bool        `json:"missing_ok"`
 	// Parallelism bounds the DELETE requests this activity has in flight (at least 1).
 	Parallelism int `json:"parallelism"`
+	// Since is when the teardown started: a standalone removal of a connection that completed
+	// after it is taken as that connection's outcome instead of a second DELETE.
+	Since time.Time `json:"since,omitempty"`
 }
 
 // TransientFailure is a connection whose removal failed with a retryable type in this batch; the

@@ -40,15 +40,22 @@ func fakeRemovalWorkflow(ctx workflow.Context, in fakeRemovalInput) (ac.RemoveCo
 	return ac.RemoveConnectionResult{Outcome: in.Outcome, Attempts: 2}, nil
 }
 
-// fakeTeardownWorkflow answers connection_status like RemoveAgentConnectionsWorkflow and ends when signalled.
-func fakeTeardownWorkflow(ctx workflow.Context, claims map[string]ac.ConnectionClaim) error {
+// fakeTeardownWorkflow answers connection_status like RemoveAgentConnectionsWorkflow, ends when
+// signalled, and returns the outcomes among the claims as its result.
+func fakeTeardownWorkflow(ctx workflow.Context, claims map[string]ac.ConnectionClaim) (ac.RemoveAgentConnectionsResult, error) {
 	if err := workflow.SetQueryHandler(ctx, ac.ConnectionStatusQuery, func(id string) (ac.ConnectionClaim, error) {
 		return claims[id], nil
 	}); err != nil {
-		return err
+		return ac.RemoveAgentConnectionsResult{}, err
 	}
 	workflow.GetSignalChannel(ctx, finishSignal).Receive(ctx, nil)
-	return nil
+	var res ac.RemoveAgentConnectionsResult
+	for _, id := range []string{"c1", "c2", "c3"} {
+		if o := claims[id].Outcome; o != nil {
+			res.Connections = append(res.Connections, *o)
+		}
+	}
+	return res, nil
 }
 
 func TestTemporalCoordinator_DevServer(t *testing.T) {
@@ -88,7 +95,7 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 	removalState := func(t *testing.T, agent, conn string) (string, bool) {
 		t.Helper()
 		for {
-			st, running, err := coord.RemovalState(ctx, agent, conn)
+			st, running, err := coord.RemovalState(ctx, agent, conn, time.Time{})
 			if err != nil {
 				t.Fatalf("RemovalState: %v", err)
 			}
@@ -113,6 +120,15 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 		}
 		if st, running := removalState(t, "agent-rs", "c1"); running || st != "" {
 			t.Errorf("got (%q, %t) for a completed removal, want (\"\", false)", st, running)
+		}
+		// Completed after a teardown started: it reads as the removal that handled the connection.
+		st, running, err := coord.RemovalState(ctx, "agent-rs", "c1", time.Now().Add(-time.Hour))
+		if err != nil || !running || st != ac.RemovalRemoving {
+			t.Errorf("got (%q, %t, %v) for a removal completed since, want (%q, true, nil)", st, running, err, ac.RemovalRemoving)
+		}
+		st, running, err = coord.RemovalState(ctx, "agent-rs", "c1", time.Now().Add(time.Hour))
+		if err != nil || running || st != "" {
+			t.Errorf("got (%q, %t, %v) for a removal completed before, want (\"\", false, nil)", st, running, err)
 		}
 	})
 
@@ -158,6 +174,16 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 		if err != nil || running || claim.Claimed {
 			t.Errorf("got (%+v, %t, %v) for a completed teardown, want not running", claim, running, err)
 		}
+		o, err := coord.FinishedTeardownOutcome(ctx, "agent-td", "c2")
+		if err != nil || o == nil || *o != *removed {
+			t.Errorf("got (%+v, %v) from the completed teardown's result, want %+v", o, err, removed)
+		}
+		if o, err := coord.FinishedTeardownOutcome(ctx, "agent-td", "c1"); err != nil || o != nil {
+			t.Errorf("got (%+v, %v) for a connection the result lacks, want (nil, nil)", o, err)
+		}
+		if o, err := coord.FinishedTeardownOutcome(ctx, "agent-none", "c1"); err != nil || o != nil {
+			t.Errorf("got (%+v, %v) for no teardown, want (nil, nil)", o, err)
+		}
 	})
 
 	t.Run("AwaitRemoval", func(t *testing.T) {
@@ -197,7 +223,7 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 	})
 
 	t.Run("NoClient", func(t *testing.T) {
-		if _, _, err := (TemporalCoordinator{}).RemovalState(ctx, "a", "c"); err == nil {
+		if _, _, err := (TemporalCoordinator{}).RemovalState(ctx, "a", "c", time.Time{}); err == nil {
 			t.Error("got no error without a client, want one")
 		}
 	})

@@ -139,6 +139,9 @@ func newTeardown(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) *teard
 	if st == nil {
 		st = &ac.TeardownState{}
 	}
+	if st.StartedAt.IsZero() {
+		st.StartedAt = workflow.GetInfo(ctx).WorkflowStartTime
+	}
 	if st.Attempts == nil {
 		st.Attempts = map[string]int{}
 	}
@@ -275,7 +278,7 @@ func (t *teardown) startBatch() {
 	t.batches++
 	t.events += eventsPerActivity
 	actx := workflow.WithActivityOptions(t.ctx, batchActivityOptions())
-	in := activities.RemoveConnectionsInput{AgentID: t.in.AgentID, Items: items, MissingOK: t.missingOK, Parallelism: par}
+	in := activities.RemoveConnectionsInput{AgentID: t.in.AgentID, Items: items, MissingOK: t.missingOK, Parallelism: par, Since: t.st.StartedAt}
 	workflow.Go(t.ctx, func(ctx workflow.Context) {
 		var res activities.RemoveConnectionsResult
 		err := workflow.ExecuteActivity(actx, acts.RemoveConnections, in).Get(ctx, &res)
