@@ -1,15 +1,21 @@
-// Command starter asks the worker to remove one agent connection: it starts RemoveConnectionWorkflow
-// under the contract's workflow ID, or attaches to the removal of the same connection already
-// running, and by default waits for the outcome.
+// Command starter asks the worker to remove one agent connection, or with --all every connection of
+// one agent: it starts RemoveConnectionWorkflow (or RemoveAgentConnectionsWorkflow) under the
+// contract's workflow ID, or attaches to the one already running under that ID, and by default
+// waits for the outcome, showing the teardown's progress as it goes.
 //
 //	starter --agent-id A --connection-id C [--missing-ok=true] [--wait=true] [--json] [--task-queue Q]
+//	starter --agent-id A --all [--connection-ids C1,C2] [--concurrency N] [--continue-on-error=true]
+//	        [--missing-ok=true] [--wait=true] [--json] [--task-queue Q]
 //
 // The Temporal connection comes from the environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 // TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE) through the SDK's envconfig, as for the worker.
 //
-// Exit codes: 0 when the connection is removed or already absent (or, with --wait=false, when the
-// removal is started or attached to); 1 when the removal failed; 2 when the starter could not
-// start or follow it (bad usage or settings, Temporal unreachable, interrupted while waiting).
+// Exit codes: 0 when the connection is removed or already absent, or with --all when every
+// connection ended removed or already absent and the teardown was not cancelled (with
+// --wait=false: when the workflow is started or attached to); 1 when the removal failed, or the
+// teardown failed, was cancelled or left any connection failed, remained, reappeared or skipped;
+// 2 when the starter could not start or follow it (bad usage or settings, Temporal unreachable,
+// interrupted while waiting).
 package main
 
 import (
@@ -34,7 +40,7 @@ import (
 	"github.com/agentops/agentconnections/internal/logging"
 )
 
-const usageLine = "usage: starter --agent-id A --connection-id C [--missing-ok=true] [--wait=true] [--json] [--task-queue Q]"
+const usageLine = "usage: starter --agent-id A (--connection-id C | --all [--connection-ids C1,C2] [--concurrency N] [--continue-on-error=true]) [--missing-ok=true] [--wait=true] [--json] [--task-queue Q]"
 
 // dialTimeout bounds the connection to Temporal, so a wrong address fails instead of hanging.
 const dialTimeout = 10 * time.Second
@@ -42,8 +48,8 @@ const dialTimeout = 10 * time.Second
 // Exit codes.
 const (
 	exitOK      = 0
-	exitFailed  = 1 // the removal ran and failed
-	exitStarter = 2 // the starter could not start or follow the removal
+	exitFailed  = 1 // the removal or teardown ran and failed, or left connections behind
+	exitStarter = 2 // the starter could not start or follow the workflow
 )
 
 func main() {
@@ -58,15 +64,19 @@ type options struct {
 	agentID, connectionID string
 	missingOK, wait, json bool
 	taskQueue             string
+
+	// The teardown of every connection (--all) and its settings.
+	all             bool
+	connectionIDs   []string // empty: the teardown lists the agent's connections itself
+	concurrency     int      // 0: the workflow's default
+	continueOnError bool
 }
 
 // run is the whole command; it returns the exit code. environ is in os.Environ form.
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	env := environment(environ)
 	fail := func(code int, format string, a ...any) int {
-		msg := strings.ReplaceAll(fmt.Sprintf(format, a...), "\n", " ")
-		_, _ = fmt.Fprintln(stderr, "starter: "+msg)
-		return code
+		return failf(stderr, code, format, a...)
 	}
 
 	opts, code, ok := parseArgs(args, env, stderr)
@@ -101,6 +111,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return fail(exitStarter, "cannot connect to Temporal at %s (namespace %s): %v", hostPort, namespace, err)
 	}
 	defer c.Close()
+
+	if opts.all {
+		return runTeardown(ctx, c, opts, stdout, stderr)
+	}
 
 	workflowID := ac.RemoveConnectionWorkflowID(opts.agentID, opts.connectionID)
 	missingOK := opts.missingOK
@@ -169,7 +183,11 @@ func parseArgs(args []string, env environment, stderr io.Writer) (opts options, 
 		defaultQueue = v
 	}
 	fs.StringVar(&opts.agentID, "agent-id", "", "agent whose connection to remove (required)")
-	fs.StringVar(&opts.connectionID, "connection-id", "", "connection to remove (required)")
+	fs.StringVar(&opts.connectionID, "connection-id", "", "connection to remove (required unless --all)")
+	fs.BoolVar(&opts.all, "all", false, "remove every connection of the agent (the teardown workflow) instead of one")
+	connectionIDs := fs.String("connection-ids", "", "with --all: remove exactly these connections (comma-separated) instead of listing the agent's")
+	fs.IntVar(&opts.concurrency, "concurrency", 0, fmt.Sprintf("with --all: DELETE requests in flight at most (0 means the workflow's default, %d; at most %d)", ac.DefaultTeardownConcurrency, ac.MaxTeardownConcurrency))
+	fs.BoolVar(&opts.continueOnError, "continue-on-error", true, "with --all: keep removing the other connections after one fails for good")
 	fs.BoolVar(&opts.missingOK, "missing-ok", true, "treat a connection that is not there as removed")
 	fs.BoolVar(&opts.wait, "wait", true, "wait for the outcome; with --wait=false print the workflow and run IDs")
 	fs.BoolVar(&opts.json, "json", false, "print JSON instead of plain words")
@@ -188,24 +206,77 @@ func parseArgs(args []string, env environment, stderr io.Writer) (opts options, 
 		fs.Usage()
 		return opts, exitStarter, false
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	teardownOnly := "" // the first flag given that means something only with --all
+	for _, name := range []string{"connection-ids", "concurrency", "continue-on-error"} {
+		if set[name] {
+			teardownOnly = name
+			break
+		}
+	}
 	switch {
 	case fs.NArg() > 0:
 		return usage("unexpected argument %q", fs.Arg(0))
 	case opts.agentID == "":
 		return usage("--agent-id is required")
-	case opts.connectionID == "":
-		return usage("--connection-id is required")
+	case opts.all && opts.connectionID != "":
+		return usage("--connection-id and --all are mutually exclusive: give one connection or all of them")
+	case !opts.all && opts.connectionID == "":
+		return usage("--connection-id is required (or --all for every connection of the agent)")
+	case !opts.all && teardownOnly != "":
+		return usage("--%s needs --all", teardownOnly)
 	case strings.TrimSpace(opts.taskQueue) == "":
 		return usage("--task-queue is empty")
 	}
-	// The same check the workflow makes: refuse here, before anything is started.
+	// The same checks the workflows make: refuse here, before anything is started.
 	if err := ac.ValidateID("agent_id", opts.agentID); err != nil {
 		return usage("%v", err)
 	}
-	if err := ac.ValidateID("connection_id", opts.connectionID); err != nil {
+	if !opts.all {
+		if err := ac.ValidateID("connection_id", opts.connectionID); err != nil {
+			return usage("%v", err)
+		}
+		return opts, exitOK, true
+	}
+	if opts.concurrency < 0 || opts.concurrency > ac.MaxTeardownConcurrency {
+		return usage("--concurrency is %d, want 0 (the workflow's default) to %d", opts.concurrency, ac.MaxTeardownConcurrency)
+	}
+	if set["connection-ids"] {
+		ids, err := splitConnectionIDs(*connectionIDs)
+		if err != nil {
+			return usage("%v", err)
+		}
+		opts.connectionIDs = ids
+	}
+	if err := teardownInput(opts).Validate(); err != nil {
 		return usage("%v", err)
 	}
 	return opts, exitOK, true
+}
+
+// splitConnectionIDs reads --connection-ids. An empty list, an empty entry or a repeated ID is
+// refused rather than guessed at: "remove exactly these" should not quietly mean "list them all"
+// or hide a typo.
+func splitConnectionIDs(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("--connection-ids is empty (leave it out to remove every connection)")
+	}
+	parts := strings.Split(s, ",")
+	seen := make(map[string]bool, len(parts))
+	ids := make([]string, 0, len(parts))
+	for i, p := range parts {
+		id := strings.TrimSpace(p)
+		switch {
+		case id == "":
+			return nil, fmt.Errorf("--connection-ids has an empty entry at position %d", i+1)
+		case seen[id]:
+			return nil, fmt.Errorf("--connection-ids names %q twice", id)
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // describeFailure names what ended a failed removal: the ApplicationError's type (the contract's
@@ -259,6 +330,13 @@ type failedJSON struct {
 	AgentID      string      `json:"agent_id"`
 	ConnectionID string      `json:"connection_id"`
 	Error        failureJSON `json:"error"`
+}
+
+// failf prints one "starter: ..." line on stderr and returns code.
+func failf(stderr io.Writer, code int, format string, a ...any) int {
+	msg := strings.ReplaceAll(fmt.Sprintf(format, a...), "\n", " ")
+	_, _ = fmt.Fprintln(stderr, "starter: "+msg)
+	return code
 }
 
 func writeJSON(stdout, stderr io.Writer, v any, code int) int {

@@ -1,0 +1,280 @@
+package teardownsaga_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	ac "github.com/agentops/agentconnections"
+	"github.com/agentops/agentconnections/examples/teardownsaga"
+)
+
+// fakeTeardown stands in for RemoveAgentConnectionsWorkflow (tested in workflows/) under its
+// registered name, and returns a canned result. It records the inputs it was started with.
+type fakeTeardown struct {
+	mu     sync.Mutex
+	result ac.RemoveAgentConnectionsResult
+	delay  time.Duration // on the test environment's clock
+	inputs []ac.RemoveAgentConnectionsInput
+	ids    []string // workflow IDs it ran under
+}
+
+func (f *fakeTeardown) run(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) (ac.RemoveAgentConnectionsResult, error) {
+	f.mu.Lock()
+	f.inputs = append(f.inputs, in)
+	f.ids = append(f.ids, workflow.GetInfo(ctx).WorkflowExecution.ID)
+	res := f.result
+	f.mu.Unlock()
+	if f.delay > 0 {
+		if err := workflow.Sleep(ctx, f.delay); err != nil {
+			return ac.RemoveAgentConnectionsResult{}, err
+		}
+	}
+	return res, nil
+}
+
+func quietLogger() tlog.Logger { return tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)) }
+
+// removedAll is a teardown in which every connection went.
+func removedAll(agentID string) ac.RemoveAgentConnectionsResult {
+	return ac.RemoveAgentConnectionsResult{AgentID: agentID, Total: 3, Removed: 2, AlreadyAbsent: 1, Verified: true, Connections: []ac.ConnectionOutcome{
+		{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1},
+		{ConnectionID: "c2", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 1},
+		{ConnectionID: "c3", Outcome: ac.OutcomeRemoved, Attempts: 2},
+	}}
+}
+
+// sagaRun is one saga run in Temporal's test environment, with what it touched.
+type sagaRun struct {
+	env        *testsuite.TestWorkflowEnvironment
+	platform   *teardownsaga.StandInPlatform
+	teardown   *fakeTeardown
+	activities []string // every activity started, by name
+	children   []string // every child workflow started, by type
+}
+
+func newSagaRun(t *testing.T, teardown *fakeTeardown) *sagaRun {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(quietLogger())
+	r := &sagaRun{env: suite.NewTestWorkflowEnvironment(), platform: teardownsaga.NewStandInPlatform("dep-1"), teardown: teardown}
+	r.env.RegisterWorkflow(teardownsaga.AgentTeardownSaga)
+	r.env.RegisterWorkflowWithOptions(teardown.run, workflow.RegisterOptions{Name: ac.RemoveAgentConnectionsWorkflowType})
+	r.platform.Register(r.env)
+	// Everything the saga starts is recorded, so a test can say nothing else ran: in particular
+	// nothing that would try to restore a removed connection.
+	r.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		r.activities = append(r.activities, info.ActivityType.Name)
+	})
+	r.env.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, _ converter.EncodedValues) {
+		r.children = append(r.children, info.WorkflowType.Name)
+	})
+	return r
+}
+
+func (r *sagaRun) execute(in teardownsaga.SagaInput) {
+	r.env.ExecuteWorkflow(teardownsaga.AgentTeardownSaga, in)
+}
+
+// failure returns the saga's error and the SagaResult in its details.
+func (r *sagaRun) failure(t *testing.T) (*temporal.ApplicationError, teardownsaga.SagaResult) {
+	t.Helper()
+	if !r.env.IsWorkflowCompleted() {
+		t.Fatal("saga did not complete")
+	}
+	var appErr *temporal.ApplicationError
+	if err := r.env.GetWorkflowError(); !errors.As(err, &appErr) {
+		t.Fatalf("got error %v, want an ApplicationError", err)
+	}
+	var res teardownsaga.SagaResult
+	if err := appErr.Details(&res); err != nil {
+		t.Fatalf("details of %v: %v", appErr, err)
+	}
+	return appErr, res
+}
+
+func TestSaga_HappyPath(t *testing.T) {
+	r := newSagaRun(t, &fakeTeardown{result: removedAll("a1")})
+	r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1", TeardownTaskQueue: "eu-connections"})
+	if err := r.env.GetWorkflowError(); err != nil {
+		t.Fatalf("got %v, want success", err)
+	}
+	var res teardownsaga.SagaResult
+	if err := r.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.FailedStep != "" || !res.TeardownFinished || !res.TeardownVerified || res.ConnectionsRemoved != 2 || res.ConnectionsAlreadyAbsent != 1 ||
+		!res.DeploymentDeleted || len(res.Compensated) != 0 || len(res.NotRemoved) != 0 {
+		t.Errorf("got %+v, want 2 removed, 1 already absent, verified, the deployment deleted, nothing compensated", res)
+	}
+	wantCalls := []string{"DisableAgent a1", "DeleteDeployment dep-1"}
+	if got := r.platform.Calls(); !slices.Equal(got, wantCalls) {
+		t.Errorf("calls: got %q, want %q", got, wantCalls)
+	}
+	if r.platform.AgentEnabled("a1") || r.platform.DeploymentExists("dep-1") {
+		t.Error("got the agent enabled or the deployment still there, want it disabled and deleted")
+	}
+	if !slices.Equal(r.teardown.ids, []string{"remove-agent-connections/a1"}) {
+		t.Errorf("teardown workflow IDs: got %q, want the contract's ID once", r.teardown.ids)
+	}
+	if len(r.teardown.inputs) != 1 || r.teardown.inputs[0].AgentID != "a1" || len(r.teardown.inputs[0].ConnectionIDs) != 0 {
+		t.Errorf("teardown inputs: got %+v, want one for agent a1 with every connection", r.teardown.inputs)
+	}
+}
+
+func TestSaga_TeardownLeavesAConnection_FailsAndCompensatesOnlyItsOwnSteps(t *testing.T) {
+	tests := []struct {
+		name    string
+		outcome ac.ConnectionOutcome
+		count   func(*ac.RemoveAgentConnectionsResult)
+	}{
+		{"failed", ac.ConnectionOutcome{ConnectionID: "c9", Outcome: ac.OutcomeFailed, Attempts: 1, FailureType: ac.ErrValidation, Message: "locked"},
+			func(r *ac.RemoveAgentConnectionsResult) { r.Failed++ }},
+		{"remained", ac.ConnectionOutcome{ConnectionID: "c9", Outcome: ac.OutcomeRemained},
+			func(r *ac.RemoveAgentConnectionsResult) { r.Remained++ }},
+		{"reappeared", ac.ConnectionOutcome{ConnectionID: "c9", Outcome: ac.OutcomeReappeared},
+			func(r *ac.RemoveAgentConnectionsResult) { r.Reappeared++ }},
+		{"skipped", ac.ConnectionOutcome{ConnectionID: "c9", Outcome: ac.OutcomeSkipped},
+			func(r *ac.RemoveAgentConnectionsResult) { r.Skipped++ }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			result := removedAll("a1")
+			result.Total++
+			tt.count(&result)
+			result.Connections = append(result.Connections, tt.outcome)
+			r := newSagaRun(t, &fakeTeardown{result: result})
+			r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+
+			appErr, res := r.failure(t)
+			if appErr.Type() != teardownsaga.ErrSagaFailed {
+				t.Errorf("error type: got %q, want %q", appErr.Type(), teardownsaga.ErrSagaFailed)
+			}
+			var cause *temporal.ApplicationError
+			if !errors.As(appErr.Unwrap(), &cause) || cause.Type() != teardownsaga.ErrConnectionsNotRemoved {
+				t.Errorf("cause: got %v, want a %s", appErr.Unwrap(), teardownsaga.ErrConnectionsNotRemoved)
+			}
+			if !strings.Contains(appErr.Error(), "2 connections removed stay removed") {
+				t.Errorf("message: got %q, want it to say the removals stand", appErr.Error())
+			}
+			if res.FailedStep != teardownsaga.StepRemoveConnections || !res.TeardownFinished || res.ConnectionsRemoved != 2 ||
+				res.DeploymentDeleted || len(res.NotRemoved) != 1 || res.NotRemoved[0] != tt.outcome {
+				t.Errorf("got %+v, want failed at remove_connections, 2 removed reported, c9 not removed, the deployment kept", res)
+			}
+			if !slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) || len(res.CompensationFailures) != 0 {
+				t.Errorf("compensated: got %q (failures %q), want EnableAgent only", res.Compensated, res.CompensationFailures)
+			}
+			// DeleteDeployment never ran, and nothing but the saga's own compensation did: the
+			// removals are not compensated.
+			if want := []string{"DisableAgent", "EnableAgent"}; !slices.Equal(r.activities, want) {
+				t.Errorf("activities: got %q, want %q", r.activities, want)
+			}
+			if want := []string{ac.RemoveAgentConnectionsWorkflowType}; !slices.Equal(r.children, want) {
+				t.Errorf("child workflows: got %q, want %q", r.children, want)
+			}
+			if !r.platform.AgentEnabled("a1") || !r.platform.DeploymentExists("dep-1") {
+				t.Error("got the agent disabled or the deployment gone, want it enabled again and the deployment kept")
+			}
+		})
+	}
+}
+
+func TestSaga_DeleteDeploymentFails_CompensatesButNotTheRemovals(t *testing.T) {
+	r := newSagaRun(t, &fakeTeardown{result: removedAll("a1")})
+	r.platform.FailDeleteDeployment(errors.New("deployment is locked"))
+	r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+
+	appErr, res := r.failure(t)
+	if appErr.Type() != teardownsaga.ErrSagaFailed || !strings.Contains(appErr.Error(), "deployment is locked") {
+		t.Errorf("got %q of type %q, want %s naming the platform's failure", appErr.Error(), appErr.Type(), teardownsaga.ErrSagaFailed)
+	}
+	if res.FailedStep != teardownsaga.StepDeleteDeployment || res.ConnectionsRemoved != 2 || res.ConnectionsAlreadyAbsent != 1 || res.DeploymentDeleted {
+		t.Errorf("got %+v, want failed at delete_deployment with the 2 removals reported", res)
+	}
+	if !slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) {
+		t.Errorf("compensated: got %q, want EnableAgent", res.Compensated)
+	}
+	if want := []string{"DisableAgent", "DeleteDeployment", "EnableAgent"}; !slices.Equal(r.activities, want) {
+		t.Errorf("activities: got %q, want %q (no step that restores connections)", r.activities, want)
+	}
+	if len(r.children) != 1 {
+		t.Errorf("child workflows: got %q, want the teardown once", r.children)
+	}
+	if !r.platform.AgentEnabled("a1") || !r.platform.DeploymentExists("dep-1") {
+		t.Error("got the agent disabled or the deployment gone, want it enabled again and the deployment kept")
+	}
+}
+
+func TestSaga_DisableAgentFails_TeardownNeverStarts(t *testing.T) {
+	r := newSagaRun(t, &fakeTeardown{result: removedAll("a1")})
+	r.env.OnActivity(teardownsaga.DisableAgentActivity, mock.Anything, mock.Anything).
+		Return(temporal.NewNonRetryableApplicationError("registry refused", "Refused", nil))
+	r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+
+	_, res := r.failure(t)
+	if res.FailedStep != teardownsaga.StepDisableAgent || res.TeardownFinished || res.ConnectionsRemoved != 0 {
+		t.Errorf("got %+v, want failed at disable_agent before any removal", res)
+	}
+	// EnableAgent runs even so: a DisableAgent that failed may still have disabled the agent.
+	if !slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) {
+		t.Errorf("compensated: got %q, want EnableAgent", res.Compensated)
+	}
+	if len(r.children) != 0 {
+		t.Errorf("child workflows: got %q, want none", r.children)
+	}
+}
+
+func TestSaga_Cancelled_CompensationStillRuns(t *testing.T) {
+	r := newSagaRun(t, &fakeTeardown{result: removedAll("a1"), delay: time.Hour})
+	r.env.RegisterDelayedCallback(r.env.CancelWorkflow, time.Minute)
+	r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+
+	if !r.env.IsWorkflowCompleted() {
+		t.Fatal("saga did not complete")
+	}
+	var canceled *temporal.CanceledError
+	if err := r.env.GetWorkflowError(); !errors.As(err, &canceled) {
+		t.Fatalf("got %v, want a cancellation", err)
+	}
+	var res teardownsaga.SagaResult
+	if err := canceled.Details(&res); err != nil {
+		t.Fatalf("details: %v", err)
+	}
+	if res.FailedStep != teardownsaga.StepRemoveConnections || res.TeardownFinished ||
+		!slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) {
+		t.Errorf("got %+v, want stopped at remove_connections and EnableAgent run despite the cancellation", res)
+	}
+	if !r.platform.AgentEnabled("a1") || !r.platform.DeploymentExists("dep-1") {
+		t.Error("got the agent disabled or the deployment gone, want it enabled again and the deployment kept")
+	}
+}
+
+func TestSaga_RefusesBadInputBeforeAnyStep(t *testing.T) {
+	for _, in := range []teardownsaga.SagaInput{
+		{AgentID: "a/1", DeploymentID: "dep-1"},
+		{AgentID: "a1"},
+	} {
+		r := newSagaRun(t, &fakeTeardown{})
+		r.execute(in)
+		var appErr *temporal.ApplicationError
+		if err := r.env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ac.ErrInvalidRequest {
+			t.Errorf("%+v: got %v, want an %s", in, err, ac.ErrInvalidRequest)
+		}
+		if len(r.activities) != 0 || len(r.children) != 0 {
+			t.Errorf("%+v: got activities %q and children %q, want nothing started", in, r.activities, r.children)
+		}
+	}
+}
