@@ -73,7 +73,7 @@ type stack struct {
 
 func newStack(t *testing.T, agentID string, connectionIDs ...string) *stack {
 	t.Helper()
-	em := emulator.New(emulator.Options{APIKey: testKey, Seed: map[string][]string{agentID: connectionIDs}})
+	em := emulator.New(emulator.Options{APIKey: testKey, Seed: map[string][]string{agentID: connectionIDs}, LogLimit: 50_000})
 	srv := httptest.NewServer(em)
 	t.Cleanup(srv.Close)
 	t.Cleanup(em.Close) // runs first: releases hanging requests so srv.Close does not wait

@@ -134,3 +134,20 @@ func TestIntegration_TeardownAndStandaloneRemovalsNeverOverlap(t *testing.T) {
 		}
 	}
 }
+
+func TestIntegration_Teardown10000ContinuesAsNew(t *testing.T) {
+	all := connectionIDs(10_000)
+	s := newStack(t, "agent-huge", all...)
+	// A small history bound makes the teardown continue as new several times on the way.
+	res := s.teardownResult(s.startTeardown(ac.RemoveAgentConnectionsInput{AgentID: "agent-huge", Concurrency: 100, MaxHistoryEvents: 400}))
+	if res.Total != 10_000 || res.Removed != 10_000 || !res.Verified {
+		t.Errorf("got total %d removed %d verified %t, want 10000, 10000, true", res.Total, res.Removed, res.Verified)
+	}
+	if res.Runs < 3 {
+		t.Errorf("got %d runs, want the teardown to have continued as new", res.Runs)
+	}
+	st := s.em.Stats()
+	if st.Removed != 10_000 || st.ByMethodStatus["DELETE 204"] != 10_000 {
+		t.Errorf("got %d removing DELETEs of %d answered 204, want 10000 each (no connection twice)", st.Removed, st.ByMethodStatus["DELETE 204"])
+	}
+}
