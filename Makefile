@@ -15,7 +15,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Tests find the temporal binary here, unless the caller points them elsewhere.
 export TEMPORAL_CLI ?= $(CURDIR)/bin/temporal
 
-.PHONY: build test lint run clean
+.PHONY: build test lint run teardown clean
 
 # Installed only when missing; delete it to pick up a new TEMPORAL_CLI_VERSION.
 bin/temporal:
@@ -46,6 +46,10 @@ lint: bin/golangci-lint
 # The end-to-end demo (demo/): dev server, control plane emulator, worker and starter.
 run: build bin/temporal
 	go run ./demo --bin bin
+
+# The same stack, tearing down an agent with 500 connections while its progress shows.
+teardown: build bin/temporal
+	go run ./demo --bin bin --teardown 500
 
 clean:
 	rm -rf bin

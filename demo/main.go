@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -38,10 +39,11 @@ func main() {
 
 func run() int {
 	bin := flag.String("bin", "bin", "folder holding the temporal, worker and starter binaries")
+	teardown := flag.Int("teardown", 0, "instead of the three removals, tear down an agent with this many connections (and one the control plane refuses) and show its progress")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d := &demo{bin: *bin, out: os.Stdout}
+	d := &demo{bin: *bin, out: os.Stdout, teardown: *teardown}
 	err := d.run(ctx)
 	interrupted := ctx.Err() != nil
 	d.cleanup()
@@ -61,6 +63,7 @@ func run() int {
 
 type demo struct {
 	bin      string
+	teardown int
 	out      io.Writer
 	dir      string
 	server   *devserver.Server
@@ -113,6 +116,9 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.startWorker(ctx, key); err != nil {
 		return err
 	}
+	if d.teardown > 0 {
+		return d.runTeardown(ctx)
+	}
 
 	d.say("\n==> 1. Remove conn-1: the control plane answers 204")
 	d.remove(ctx, "conn-1", 0, func(code int, deletes int) string {
@@ -152,10 +158,23 @@ func (d *demo) run(ctx context.Context) error {
 }
 
 func (d *demo) startEmulator(key string) error {
+	seed := map[string][]string{agentID: {"conn-1", "conn-2", "conn-3", "conn-locked"}}
+	var latency time.Duration
+	if d.teardown > 0 {
+		ids := make([]string, 0, d.teardown+1)
+		for i := range d.teardown {
+			ids = append(ids, fmt.Sprintf("conn-%05d", i))
+		}
+		seed = map[string][]string{teardownAgentID: append(ids, "conn-locked")}
+		// Slow enough to watch the progress, as fast as the real API answers.
+		latency = 100 * time.Millisecond
+	}
 	d.em = emulator.New(emulator.Options{
 		APIKey:               key,
-		Seed:                 map[string][]string{agentID: {"conn-1", "conn-2", "conn-3", "conn-locked"}},
+		Seed:                 seed,
 		InvalidConnectionIDs: []string{"conn-locked"},
+		Latency:              latency,
+		LogLimit:             2*d.teardown + 100,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -169,8 +188,37 @@ func (d *demo) startEmulator(key string) error {
 		_ = d.emHTTP.Close()
 	})
 	d.say("==> Control plane emulator at %s", d.emURL)
+	if d.teardown > 0 {
+		d.say("    agent %s has %d connections; the control plane refuses to remove conn-locked (422) and answers each request in 100 ms", teardownAgentID, d.teardown+1)
+		return nil
+	}
 	d.say("    agent %s has connections %s", agentID, strings.Join(d.em.Connections(agentID), ", "))
 	return nil
+}
+
+const teardownAgentID = "agent-teardown"
+
+// runTeardown runs `starter --all` with the terminal attached, so its progress bar shows, and
+// checks the end state at the control plane.
+func (d *demo) runTeardown(ctx context.Context) error {
+	args := []string{"--agent-id", teardownAgentID, "--all", "--concurrency", "5"}
+	d.say("\n==> Tear down every connection of %s", teardownAgentID)
+	d.say("    $ starter %s", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "starter"), args...)
+	cmd.Env = d.clientEnv()
+	cmd.Stdout, cmd.Stderr = d.out, os.Stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	code := cmd.ProcessState.ExitCode()
+	left := d.em.Connections(teardownAgentID)
+	st := d.em.Stats()
+	if code == 1 && len(left) == 1 && left[0] == "conn-locked" && st.Removed == d.teardown {
+		d.say("\n    -> %d connections removed, one DELETE each (%d DELETEs answered 204); conn-locked is reported and left; the starter exits 1 because not everything is gone.", d.teardown, st.ByMethodStatus["DELETE 204"])
+		return nil
+	}
+	return fmt.Errorf("teardown did not end as expected: starter exit %d (%v), %d connections left, %d removed", code, err, len(left), st.Removed)
 }
 
 func (d *demo) startWorker(ctx context.Context, key string) error {
