@@ -98,6 +98,12 @@ type Config struct {
 	MaxRetryAfter time.Duration
 	// Logger receives go-retryablehttp's own messages; nil silences them.
 	Logger retryablehttp.LeveledLogger
+	// RequestsPerSecond caps the requests these activities send, across every removal and batch
+	// in this worker (the API allows 2000 a minute per key; split it across replicas). 0 means
+	// no steady limit. A 429's Retry-After pauses every request either way.
+	RequestsPerSecond float64
+	// Burst is how many requests may leave at once under RequestsPerSecond (at least 1).
+	Burst int
 	// Transport replaces the pooled keep-alive transport (tests, tracing wrappers).
 	Transport http.RoundTripper
 	// Coordinator tells the teardown and standalone removals of the same connection about each
@@ -114,6 +120,7 @@ type Activities struct {
 	userAgent     string
 	maxRetryAfter time.Duration
 	coord         Coordinator
+	pacer         *pacer
 
 	// Tests shorten these; zero means the Default* constant.
 	listBodyLimit int64
@@ -136,14 +143,19 @@ func New(cfg Config) (*Activities, error) {
 	if cfg.RequestTimeout < 0 {
 		return nil, fmt.Errorf("activities: request timeout %s is negative", cfg.RequestTimeout)
 	}
+	if cfg.RequestsPerSecond < 0 {
+		return nil, fmt.Errorf("activities: requests per second %v is negative", cfg.RequestsPerSecond)
+	}
 	if cfg.MaxRetryAfter == 0 {
 		cfg.MaxRetryAfter = DefaultMaxRetryAfter
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "agent-connections-worker"
 	}
+	p := newPacer(cfg.RequestsPerSecond, cfg.Burst)
 	return &Activities{
-		client:        newHTTPClient(cfg),
+		client:        newHTTPClient(cfg, p),
+		pacer:         p,
 		base:          base,
 		creds:         cfg.Credentials,
 		userAgent:     cfg.UserAgent,

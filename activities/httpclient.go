@@ -16,7 +16,7 @@ import (
 // newHTTPClient builds the one retryablehttp client all activity calls share. Every field that
 // matters is set here on purpose; the library's defaults (4 retries on any 5xx, a logger on
 // stderr, an error handler that drops the last response) are not what the status table needs.
-func newHTTPClient(cfg Config) *retryablehttp.Client {
+func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 	transport := cfg.Transport
 	if transport == nil {
 		transport = newTransport()
@@ -52,6 +52,8 @@ func newHTTPClient(cfg Config) *retryablehttp.Client {
 		RetryWaitMax: retry.WaitMax,
 		CheckRetry:   checkRetry,
 		Backoff:      retryablehttp.DefaultBackoff,
+		// An in-process retry waits its turn like any request (send waits for the first one).
+		PrepareRetry: func(req *http.Request) error { return p.wait(req.Context()) },
 		// Keep the last response so the activity can classify it.
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 		// Called before every request, the first included: count it (and heartbeat the count)

@@ -141,7 +141,7 @@ func (a *Activities) removeOne(ctx context.Context, r removal) removeResult {
 		default:
 			logger.Warn("control plane unreachable", append(fields, "error", err.Error())...)
 		}
-		res.errType, res.message, res.retryable = f.errType, f.message, f.retryable
+		res.errType, res.message, res.retryable, res.nextDelay = f.errType, f.message, f.retryable, f.nextDelay
 		return res
 	}
 	defer drainAndClose(resp)
@@ -189,6 +189,10 @@ func requestFailure(ctx context.Context, err error) (classified, error) {
 	if errors.Is(err, errNoCredentials) {
 		return classified{errType: ac.ErrUnauthorized, message: err.Error()}, nil
 	}
+	var paused *pausedError
+	if errors.As(err, &paused) {
+		return classified{errType: ac.ErrRateLimited, message: "not sent: " + err.Error(), retryable: true, nextDelay: paused.remaining}, nil
+	}
 	return classified{errType: ac.ErrUnavailable, message: "control plane unreachable: " + err.Error(), retryable: true}, nil
 }
 
@@ -228,6 +232,10 @@ func (a *Activities) send(ctx context.Context, tracker *requestTracker, method, 
 	if creds.BearerToken != "" {
 		req.Header.Set("Authorization", "Bearer "+creds.BearerToken)
 	}
+	// Wait for the pacer here, outside the request's own timeout.
+	if err := a.pacer.wait(ctx); err != nil {
+		return nil, err
+	}
 	return a.client.Do(req)
 }
 
@@ -263,6 +271,7 @@ func (a *Activities) classify(resp *http.Response, requests int) classified {
 		return classified{errType: ac.ErrUnauthorized, message: fmt.Sprintf("%s: check LANGSMITH_TENANT_ID and the key's access to this workspace: %s", prefix, detail)}
 	case status == http.StatusTooManyRequests:
 		delay, _ := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), a.maxRetryAfter)
+		a.pacer.pause(delay)
 		return classified{errType: ac.ErrRateLimited, message: fmt.Sprintf("%s: rate limited%s: %s", prefix, delayNote(delay), detail), retryable: true, nextDelay: delay}
 	case status == http.StatusRequestTimeout:
 		delay, _ := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), a.maxRetryAfter)

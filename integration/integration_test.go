@@ -69,9 +69,16 @@ type stack struct {
 	taskQueue string
 	client    client.Client
 	worker    *proc.Process
+	workerEnv []string
 }
 
 func newStack(t *testing.T, agentID string, connectionIDs ...string) *stack {
+	t.Helper()
+	return newStackWithEnv(t, nil, agentID, connectionIDs...)
+}
+
+// newStackWithEnv is newStack with extra worker environment (later entries win).
+func newStackWithEnv(t *testing.T, workerEnv []string, agentID string, connectionIDs ...string) *stack {
 	t.Helper()
 	em := emulator.New(emulator.Options{APIKey: testKey, Seed: map[string][]string{agentID: connectionIDs}, LogLimit: 50_000})
 	srv := httptest.NewServer(em)
@@ -82,7 +89,7 @@ func newStack(t *testing.T, agentID string, connectionIDs ...string) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	s := &stack{t: t, em: em, emURL: srv.URL, taskQueue: "it-" + strings.ReplaceAll(t.Name(), "/", "-"), client: c}
+	s := &stack{t: t, em: em, emURL: srv.URL, taskQueue: "it-" + strings.ReplaceAll(t.Name(), "/", "-"), client: c, workerEnv: workerEnv}
 	s.startWorker()
 	return s
 }
@@ -104,10 +111,13 @@ func (s *stack) startWorker() {
 		"LANGSMITH_API_KEY=" + testKey,
 		"LANGSMITH_CONTROL_PLANE_URL=" + s.emURL,
 		"LANGSMITH_REQUEST_TIMEOUT=5s",
+		// The tests measure removals, not pacing: no steady request limit (a 429 still pauses).
+		"LANGSMITH_REQUESTS_PER_SECOND=0",
 		"WORKER_HTTP_ADDRESS=" + addr,
 		"WORKER_STOP_TIMEOUT=5s",
 		"LOG_LEVEL=debug",
 	}
+	env = append(env, s.workerEnv...)
 	p, err := proc.Start("worker", workerBin, nil, env, nil)
 	if err != nil {
 		s.t.Fatal(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -27,6 +28,9 @@ const (
 	envHTTPAddress             = "WORKER_HTTP_ADDRESS"
 	envStopTimeout             = "WORKER_STOP_TIMEOUT"
 	envMaxConcurrentActivities = "WORKER_MAX_CONCURRENT_ACTIVITIES"
+	envRequestsPerSecond       = "LANGSMITH_REQUESTS_PER_SECOND"
+	envRequestBurst            = "LANGSMITH_REQUEST_BURST"
+	envTaskQueueActivitiesRate = "WORKER_TASK_QUEUE_ACTIVITIES_PER_SECOND"
 	envLogFormat               = "LOG_FORMAT"
 	envLogLevel                = "LOG_LEVEL"
 )
@@ -38,8 +42,12 @@ const (
 	defaultHTTPAddress             = "127.0.0.1:9090"
 	defaultStopTimeout             = 30 * time.Second
 	defaultMaxConcurrentActivities = 100
-	defaultLogFormat               = logging.FormatJSON
-	defaultLogLevel                = "info"
+	// defaultRequestsPerSecond keeps one replica under the API's 2000 requests a minute per key
+	// (33.3/s) with room for other clients of the key; split it across replicas.
+	defaultRequestsPerSecond = 30.0
+	defaultRequestBurst      = 10
+	defaultLogFormat         = logging.FormatJSON
+	defaultLogLevel          = "info"
 )
 
 // config is the worker's own configuration, read and checked once at start.
@@ -60,8 +68,14 @@ type config struct {
 	HTTPAddress             string
 	StopTimeout             time.Duration
 	MaxConcurrentActivities int
-	LogFormat               string
-	LogLevel                string
+	// RequestsPerSecond and RequestBurst pace this replica's requests to the control plane.
+	RequestsPerSecond float64
+	RequestBurst      int
+	// TaskQueueActivitiesPerSecond is Temporal's server-side limit for the whole task queue,
+	// shared by every replica (0: off).
+	TaskQueueActivitiesPerSecond float64
+	LogFormat                    string
+	LogLevel                     string
 }
 
 // configError names the variable (or flag) that is missing or malformed. Its message never holds a
@@ -90,6 +104,8 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 		HTTPAddress:             defaultHTTPAddress,
 		StopTimeout:             defaultStopTimeout,
 		MaxConcurrentActivities: defaultMaxConcurrentActivities,
+		RequestsPerSecond:       defaultRequestsPerSecond,
+		RequestBurst:            defaultRequestBurst,
 		LogFormat:               defaultLogFormat,
 		LogLevel:                defaultLogLevel,
 	}
@@ -158,7 +174,32 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 		}
 		cfg.MaxConcurrentActivities = n
 	}
+	if cfg.RequestsPerSecond, err = rate(envRequestsPerSecond, get(envRequestsPerSecond), defaultRequestsPerSecond); err != nil {
+		return config{}, err
+	}
+	if cfg.TaskQueueActivitiesPerSecond, err = rate(envTaskQueueActivitiesRate, get(envTaskQueueActivitiesRate), 0); err != nil {
+		return config{}, err
+	}
+	if v := get(envRequestBurst); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return config{}, problem(envRequestBurst, "%q is not a positive integer", v)
+		}
+		cfg.RequestBurst = n
+	}
 	return cfg, nil
+}
+
+// rate reads a non-negative number per second; 0 turns the limit off.
+func rate(name, raw string, def float64) (float64, error) {
+	if raw == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseFloat(raw, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, problem(name, "%q is not a number of requests per second such as 30 (0 turns the limit off)", raw)
+	}
+	return v, nil
 }
 
 // loadCredentials fills cfg.Credentials and cfg.APIKeyFile. Its errors name variables and the key

@@ -56,6 +56,9 @@ func TestLoadConfig_Defaults(t *testing.T) {
 		{"HTTPAddress", cfg.HTTPAddress, "127.0.0.1:9090"},
 		{"StopTimeout", cfg.StopTimeout, 30 * time.Second},
 		{"MaxConcurrentActivities", cfg.MaxConcurrentActivities, 100},
+		{"RequestsPerSecond", cfg.RequestsPerSecond, 30.0},
+		{"RequestBurst", cfg.RequestBurst, 10},
+		{"TaskQueueActivitiesPerSecond", cfg.TaskQueueActivitiesPerSecond, 0.0},
 		{"LogFormat", cfg.LogFormat, "json"},
 		{"LogLevel", cfg.LogLevel, "info"},
 	}
@@ -141,6 +144,16 @@ func TestLoadConfig_ValidValues(t *testing.T) {
 		{"max concurrent activities", environment{"WORKER_MAX_CONCURRENT_ACTIVITIES=7"}, nil, func(t *testing.T, cfg config) {
 			if cfg.MaxConcurrentActivities != 7 {
 				t.Errorf("got %d, want 7", cfg.MaxConcurrentActivities)
+			}
+		}},
+		{"rate limits", environment{"LANGSMITH_REQUESTS_PER_SECOND=16.5", "LANGSMITH_REQUEST_BURST=3", "WORKER_TASK_QUEUE_ACTIVITIES_PER_SECOND=20"}, nil, func(t *testing.T, cfg config) {
+			if cfg.RequestsPerSecond != 16.5 || cfg.RequestBurst != 3 || cfg.TaskQueueActivitiesPerSecond != 20 {
+				t.Errorf("got %v/%d/%v, want 16.5/3/20", cfg.RequestsPerSecond, cfg.RequestBurst, cfg.TaskQueueActivitiesPerSecond)
+			}
+		}},
+		{"rate limit off", environment{"LANGSMITH_REQUESTS_PER_SECOND=0"}, nil, func(t *testing.T, cfg config) {
+			if cfg.RequestsPerSecond != 0 {
+				t.Errorf("got %v, want 0 (off)", cfg.RequestsPerSecond)
 			}
 		}},
 		{"log format and level", environment{"LOG_FORMAT=console", "LOG_LEVEL=debug"}, nil, func(t *testing.T, cfg config) {
@@ -233,6 +246,14 @@ func TestLoadConfig_Malformed(t *testing.T) {
 			`WORKER_MAX_CONCURRENT_ACTIVITIES: "0" is not a positive integer`},
 		{"max concurrent activities text", withKey("WORKER_MAX_CONCURRENT_ACTIVITIES=many"), nil,
 			`WORKER_MAX_CONCURRENT_ACTIVITIES: "many" is not a positive integer`},
+		{"requests per second negative", withKey("LANGSMITH_REQUESTS_PER_SECOND=-1"), nil,
+			`LANGSMITH_REQUESTS_PER_SECOND: "-1" is not a number of requests per second such as 30 (0 turns the limit off)`},
+		{"requests per second text", withKey("LANGSMITH_REQUESTS_PER_SECOND=fast"), nil,
+			`LANGSMITH_REQUESTS_PER_SECOND: "fast" is not a number of requests per second such as 30 (0 turns the limit off)`},
+		{"request burst zero", withKey("LANGSMITH_REQUEST_BURST=0"), nil,
+			`LANGSMITH_REQUEST_BURST: "0" is not a positive integer`},
+		{"task queue rate NaN", withKey("WORKER_TASK_QUEUE_ACTIVITIES_PER_SECOND=NaN"), nil,
+			`WORKER_TASK_QUEUE_ACTIVITIES_PER_SECOND: "NaN" is not a number of requests per second such as 30 (0 turns the limit off)`},
 		{"log format", withKey("LOG_FORMAT=xml"), nil,
 			`LOG_FORMAT: "xml" is not one of json, console`},
 		{"log format flag", withKey(), &xml, `--log-format: "xml" is not one of json, console`},

@@ -127,12 +127,14 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	// each other's way; it gets its client once the dial below succeeds, before any polling.
 	coordinator := &activities.TemporalCoordinator{}
 	acts, err := activities.New(activities.Config{
-		Coordinator:    coordinator,
-		BaseURL:        cfg.ControlPlaneURL.String(),
-		Credentials:    creds,
-		RequestTimeout: cfg.RequestTimeout,
-		UserAgent:      "agent-connections-worker/" + ver,
-		Logger:         log.With(logger, "component", "http"),
+		Coordinator:       coordinator,
+		BaseURL:           cfg.ControlPlaneURL.String(),
+		Credentials:       creds,
+		RequestTimeout:    cfg.RequestTimeout,
+		RequestsPerSecond: cfg.RequestsPerSecond,
+		Burst:             cfg.RequestBurst,
+		UserAgent:         "agent-connections-worker/" + ver,
+		Logger:            log.With(logger, "component", "http"),
 	})
 	if err != nil {
 		return fail(exitConfig, "%v", err)
@@ -182,6 +184,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	fatal := make(chan error, 1)
 	w := worker.New(c, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities,
+		TaskQueueActivitiesPerSecond:       cfg.TaskQueueActivitiesPerSecond,
 		WorkerStopTimeout:                  cfg.StopTimeout,
 		OnFatalError: func(err error) {
 			select {
@@ -205,6 +208,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		"tenant_id_set", cfg.Credentials.TenantID != "",
 		"request_timeout", cfg.RequestTimeout.String(),
 		"max_concurrent_activities", cfg.MaxConcurrentActivities,
+		"requests_per_second", cfg.RequestsPerSecond,
+		"task_queue_activities_per_second", cfg.TaskQueueActivitiesPerSecond,
 		"stop_timeout", cfg.StopTimeout.String(),
 		"http_address", cfg.HTTPAddress,
 	)
