@@ -23,6 +23,10 @@ const DefaultAddr = "127.0.0.1:8765"
 // APIKeyEnv names the environment variable read when --api-key is not given.
 const APIKeyEnv = "EMULATOR_API_KEY"
 
+// APIKeyFileEnv names the environment variable read when --api-key-file is not given: a file
+// holding the key, as a mounted secret does (the worker reads the same secret).
+const APIKeyFileEnv = "EMULATOR_API_KEY_FILE"
+
 // Config is the emulator command's configuration.
 type Config struct {
 	// Addr is the listen address; port 0 picks a free port.
@@ -52,6 +56,7 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Co
 	fs.StringVar(&cfg.Addr, "addr", DefaultAddr, "listen address (port 0 picks a free port)")
 	fs.StringVar(&cfg.AddrFile, "addr-file", "", "write the actual listening address to this file once listening")
 	fs.StringVar(&o.APIKey, "api-key", "", "the only X-Api-Key accepted (default $"+APIKeyEnv+"; empty accepts any)")
+	apiKeyFile := fs.String("api-key-file", "", "read the accepted X-Api-Key from this file (default $"+APIKeyFileEnv+"); not with --api-key")
 	fs.StringVar(&o.TenantID, "tenant-id", "", "required X-Tenant-Id (empty: not checked)")
 	fs.StringVar(&o.BearerToken, "bearer-token", "", "the only Authorization: Bearer token accepted")
 	fs.StringVar(&o.PathPrefix, "path-prefix", "", "prefix for the API routes, e.g. /api-host")
@@ -119,6 +124,21 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Co
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *apiKeyFile == "" && getenv != nil {
+		*apiKeyFile = getenv(APIKeyFileEnv)
+	}
+	if *apiKeyFile != "" {
+		if o.APIKey != "" {
+			return Config{}, errors.New("set --api-key or --api-key-file, not both")
+		}
+		b, err := os.ReadFile(*apiKeyFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("api key file: %w", err)
+		}
+		if o.APIKey = strings.TrimSpace(string(b)); o.APIKey == "" {
+			return Config{}, fmt.Errorf("api key file %s is empty", *apiKeyFile)
+		}
 	}
 	if o.APIKey == "" && getenv != nil {
 		o.APIKey = getenv(APIKeyEnv)

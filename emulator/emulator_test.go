@@ -895,6 +895,37 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("api key: got %q (%v), want from-env", cfg.Options.APIKey, err)
 		}
 	})
+	t.Run("api key from a file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "key")
+		if err := os.WriteFile(path, []byte("  from-file\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for name, tt := range map[string]struct {
+			args []string
+			env  map[string]string
+		}{
+			"flag":     {args: []string{"--api-key-file", path}},
+			"variable": {env: map[string]string{"EMULATOR_API_KEY_FILE": path, "EMULATOR_API_KEY": "loses"}},
+		} {
+			cfg, err := emulator.ParseFlags(tt.args, env(tt.env), io.Discard)
+			if err != nil || cfg.Options.APIKey != "from-file" {
+				t.Errorf("%s: got %q (%v), want from-file", name, cfg.Options.APIKey, err)
+			}
+		}
+		empty := filepath.Join(t.TempDir(), "empty")
+		if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{
+			{"--api-key-file", empty},
+			{"--api-key-file", filepath.Join(t.TempDir(), "missing")},
+			{"--api-key-file", path, "--api-key", "k"},
+		} {
+			if _, err := emulator.ParseFlags(args, env(nil), io.Discard); err == nil {
+				t.Errorf("ParseFlags(%q): got nil error, want one", args)
+			}
+		}
+	})
 	t.Run("help", func(t *testing.T) {
 		var out bytes.Buffer
 		_, err := emulator.ParseFlags([]string{"-h"}, env(nil), &out)
