@@ -98,6 +98,7 @@ func removeOnce(t *testing.T, in ac.RemoveConnectionInput, answers ...answer) ru
 	}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(time.Minute)
 	env.RegisterWorkflow(workflows.RemoveConnectionWorkflow)
 	env.RegisterActivity(acts)
 	var r run
@@ -157,8 +158,10 @@ func TestContract_WhatEachAnswerBecomes(t *testing.T) {
 		{row: "401 is Unauthorized, not retried, names the key", input: in(true), answers: []answer{{status: 401}}, wantType: ac.ErrUnauthorized, wantRequests: 1, wantAttempts: 1, wantMessage: "LANGSMITH_API_KEY"},
 		{row: "403 is Unauthorized, not retried, names the tenant", input: in(true), answers: []answer{{status: 403}}, wantType: ac.ErrUnauthorized, wantRequests: 1, wantAttempts: 1, wantMessage: "LANGSMITH_TENANT_ID"},
 		{row: "408 is retried", input: in(true), answers: []answer{{status: 408}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2},
-		{row: "429 with Retry-After seconds is retried after the delay", input: in(true), answers: []answer{{status: 429, retryAfter: "42"}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2, wantMinDelay: 42 * time.Second},
-		{row: "429 with a Retry-After date is retried after the delay", input: in(true), answers: []answer{{status: 429, retryAfter: time.Now().Add(2 * time.Minute).UTC().Format(http.TimeFormat)}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2, wantMinDelay: 100 * time.Second},
+		// A 429 also pauses the whole client in real time (the test environment's clock is virtual),
+		// so these delays are kept short.
+		{row: "429 with Retry-After seconds is retried after the delay", input: in(true), answers: []answer{{status: 429, retryAfter: "2"}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2, wantMinDelay: 2 * time.Second},
+		{row: "429 with a Retry-After date is retried after the delay", input: in(true), answers: []answer{{status: 429, retryAfter: time.Now().Add(3 * time.Second).UTC().Format(http.TimeFormat)}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2, wantMinDelay: time.Second},
 		{row: "429 every time ends RateLimited after the bound", input: fewAttempts(true), answers: []answer{{status: 429, retryAfter: "1"}}, wantType: ac.ErrRateLimited, wantRequests: 3, wantAttempts: 3},
 		{row: "5xx is retried", input: in(true), answers: []answer{{status: 500}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2},
 		{row: "503 with Retry-After is retried after the delay", input: in(true), answers: []answer{{status: 503, retryAfter: "30"}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2, wantMinDelay: 30 * time.Second},
