@@ -30,8 +30,10 @@ type answer struct {
 	status     int
 	body       string
 	retryAfter string
-	reset      bool // close the connection without answering
-	hang       bool // answer nothing until the client gives up
+	// retryAfterIn sends Retry-After as an HTTP date this long after the answer.
+	retryAfterIn time.Duration
+	reset        bool // close the connection without answering
+	hang         bool // answer nothing until the client gives up
 }
 
 // controlPlane answers the i-th request with the i-th answer (the last one repeats).
@@ -60,6 +62,9 @@ func (c *controlPlane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.retryAfter != "" {
 		w.Header().Set("Retry-After", a.retryAfter)
+	}
+	if a.retryAfterIn > 0 {
+		w.Header().Set("Retry-After", time.Now().Add(a.retryAfterIn).UTC().Format(http.TimeFormat))
 	}
 	if a.body != "" {
 		w.Header().Set("Content-Type", "application/json")
@@ -161,7 +166,7 @@ func TestContract_WhatEachAnswerBecomes(t *testing.T) {
 		// A 429 also pauses the whole client in real time (the test environment's clock is virtual),
 		// so these delays are kept short.
 		{row: "429 with Retry-After seconds is retried after the delay", input: in(true), answers: []answer{{status: 429, retryAfter: "2"}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2, wantMinDelay: 2 * time.Second},
-		{row: "429 with a Retry-After date is retried after the delay", input: in(true), answers: []answer{{status: 429, retryAfter: time.Now().Add(3 * time.Second).UTC().Format(http.TimeFormat)}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2, wantMinDelay: time.Second},
+		{row: "429 with a Retry-After date is retried after the delay", input: in(true), answers: []answer{{status: 429, retryAfterIn: 3 * time.Second}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2, wantMinDelay: time.Second},
 		{row: "429 every time ends RateLimited after the bound", input: fewAttempts(true), answers: []answer{{status: 429, retryAfter: "1"}}, wantType: ac.ErrRateLimited, wantRequests: 3, wantAttempts: 3},
 		{row: "5xx is retried", input: in(true), answers: []answer{{status: 500}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2},
 		{row: "503 with Retry-After is retried after the delay", input: in(true), answers: []answer{{status: 503, retryAfter: "30"}, ok}, wantOutcome: ac.OutcomeRemoved, wantRequests: 2, wantAttempts: 2, wantMinDelay: 30 * time.Second},
