@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults for Config fields left zero.
@@ -106,6 +107,11 @@ type Config struct {
 	Burst int
 	// Transport replaces the pooled keep-alive transport (tests, tracing wrappers).
 	Transport http.RoundTripper
+	// Metrics receives request, removal, Retry-After and pacing measurements; nil records none.
+	Metrics Metrics
+	// TracerProvider gives the tracer of one client span per control plane request, a child of
+	// the activity's span; nil traces nothing.
+	TracerProvider trace.TracerProvider
 	// Coordinator tells the teardown and standalone removals of the same connection about each
 	// other (TemporalCoordinator in a worker). Nil turns coordination off: every activity then
 	// behaves as if nothing else removed connections.
@@ -121,6 +127,7 @@ type Activities struct {
 	maxRetryAfter time.Duration
 	coord         Coordinator
 	pacer         *pacer
+	metrics       Metrics
 
 	// Tests shorten these; zero means the Default* constant.
 	listBodyLimit int64
@@ -152,9 +159,13 @@ func New(cfg Config) (*Activities, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "agent-connections-worker"
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
 	p := newPacer(cfg.RequestsPerSecond, cfg.Burst)
 	return &Activities{
 		client:        newHTTPClient(cfg, p),
+		metrics:       cfg.Metrics,
 		pacer:         p,
 		base:          base,
 		creds:         cfg.Credentials,

@@ -171,6 +171,7 @@ func (b *batch) plan(items []BatchItem, progress RemoveConnectionsProgress) {
 				ConnectionID: it.id, Outcome: ac.OutcomeFailed, Attempts: it.attempts(),
 				FailureType: ac.ErrInvalidRequest, Message: outcomeMessage(err.Error()),
 			}
+			b.a.meter().Removal(ac.OutcomeFailed, ac.ErrInvalidRequest)
 			continue
 		}
 		b.queue = append(b.queue, it)
@@ -284,15 +285,25 @@ func (b *batch) process(it *batchItem) {
 	}
 }
 
-// finish moves a connection to its final state (set runs under the lock) and heartbeats the
-// progress when a finished outcome was added.
+// finish moves a connection to its final state (set runs under the lock), reports a finished or
+// transient outcome to the metrics, and heartbeats the progress when a finished outcome was added.
 func (b *batch) finish(it *batchItem, state itemState, set func()) {
 	b.mu.Lock()
 	it.state = state
 	if set != nil {
 		set()
 	}
+	var outcome, failureType string
+	switch state {
+	case itemDone:
+		outcome, failureType = it.done.Outcome, it.done.FailureType
+	case itemTransient:
+		outcome, failureType = OutcomeTransient, it.transient.FailureType
+	}
 	b.mu.Unlock()
+	if outcome != "" {
+		b.a.meter().Removal(outcome, failureType)
+	}
 	if state == itemDone {
 		b.heartbeat()
 	}

@@ -21,6 +21,11 @@ func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 	if transport == nil {
 		transport = newTransport()
 	}
+	metrics := cfg.Metrics
+	if metrics == nil {
+		metrics = noMetrics{}
+	}
+	transport = &instrumentedTransport{next: transport, metrics: metrics, tracer: tracerFrom(cfg.TracerProvider)}
 	retry := cfg.HTTPRetry
 	if retry.Max == 0 {
 		retry.Max = DefaultHTTPRetryMax
@@ -53,7 +58,7 @@ func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 		CheckRetry:   checkRetry,
 		Backoff:      retryablehttp.DefaultBackoff,
 		// An in-process retry waits its turn like any request (send waits for the first one).
-		PrepareRetry: func(req *http.Request) error { return p.wait(req.Context()) },
+		PrepareRetry: func(req *http.Request) error { return timedWait(req.Context(), p, metrics) },
 		// Keep the last response so the activity can classify it.
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 		// Called before every request, the first included: count it (and heartbeat the count)
@@ -64,6 +69,14 @@ func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 			}
 		},
 	}
+}
+
+// timedWait waits for the pacer and reports how long it took.
+func timedWait(ctx context.Context, p *pacer, m Metrics) error {
+	start := time.Now()
+	err := p.wait(ctx)
+	m.PacerWait(time.Since(start))
+	return err
 }
 
 // newTransport is a pooled keep-alive transport sized for one worker's activity concurrency.

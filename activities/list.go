@@ -39,7 +39,7 @@ func (a *Activities) ListConnections(ctx context.Context, in ListConnectionsInpu
 
 	tracker := &requestTracker{}
 	start := time.Now()
-	resp, err := a.send(ctx, tracker, http.MethodGet, a.connectionsURL(in.AgentID))
+	resp, err := a.send(ctx, tracker, http.MethodGet, a.connectionsURL(in.AgentID), &requestInfo{route: RouteConnections, agentID: in.AgentID})
 	requests := tracker.total()
 	fields := []any{"agent_id", in.AgentID, "attempt", info.Attempt, "requests", requests}
 	if err != nil {

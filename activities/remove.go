@@ -33,6 +33,7 @@ func (a *Activities) RemoveConnection(ctx context.Context, in ac.RemoveConnectio
 
 	if err := validateIDs(in.AgentID, in.ConnectionID); err != nil {
 		logger.Warn("refused connection removal before any request", "error", err.Error())
+		a.meter().Removal(ac.OutcomeFailed, ac.ErrInvalidRequest)
 		return result, failure(err.Error(), ac.ErrInvalidRequest, false, 0, 0, 0)
 	}
 
@@ -62,6 +63,7 @@ func (a *Activities) RemoveConnection(ctx context.Context, in ac.RemoveConnectio
 		},
 	})
 	result.Attempts = res.requests
+	a.recordRemoval(res)
 	switch {
 	case res.ctxErr != nil:
 		return result, res.ctxErr
@@ -123,7 +125,8 @@ func (a *Activities) removeOne(ctx context.Context, r removal) removeResult {
 
 	tracker := &requestTracker{onSent: r.onSent}
 	start := time.Now()
-	resp, err := a.send(ctx, tracker, http.MethodDelete, a.connectionURL(r.agentID, r.connectionID))
+	resp, err := a.send(ctx, tracker, http.MethodDelete, a.connectionURL(r.agentID, r.connectionID),
+		&requestInfo{route: RouteConnection, agentID: r.agentID, connectionID: r.connectionID})
 	res.requests = r.prior + tracker.total()
 	fields := []any{
 		"agent_id", r.agentID, "connection_id", r.connectionID,
@@ -208,7 +211,8 @@ func validateIDs(agentID, connectionID string) error {
 var errNoCredentials = errors.New("no control plane credentials")
 
 // send builds one request with the credential headers and runs it through the retrying client.
-func (a *Activities) send(ctx context.Context, tracker *requestTracker, method, target string) (*http.Response, error) {
+// info names the route and IDs for the metrics and spans of its requests.
+func (a *Activities) send(ctx context.Context, tracker *requestTracker, method, target string, info *requestInfo) (*http.Response, error) {
 	creds, err := a.creds.Credentials()
 	if err != nil {
 		// The source's error names a file or variable, never a key.
@@ -217,7 +221,8 @@ func (a *Activities) send(ctx context.Context, tracker *requestTracker, method, 
 	if creds.APIKey == "" && creds.BearerToken == "" {
 		return nil, fmt.Errorf("%w: neither an API key nor a bearer token is set", errNoCredentials)
 	}
-	req, err := retryablehttp.NewRequestWithContext(context.WithValue(ctx, trackerKey{}, tracker), method, target, nil)
+	reqCtx := context.WithValue(context.WithValue(ctx, trackerKey{}, tracker), requestInfoKey{}, info)
+	req, err := retryablehttp.NewRequestWithContext(reqCtx, method, target, nil)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
@@ -233,7 +238,7 @@ func (a *Activities) send(ctx context.Context, tracker *requestTracker, method, 
 		req.Header.Set("Authorization", "Bearer "+creds.BearerToken)
 	}
 	// Wait for the pacer here, outside the request's own timeout.
-	if err := a.pacer.wait(ctx); err != nil {
+	if err := timedWait(ctx, a.pacer, a.meter()); err != nil {
 		return nil, err
 	}
 	return a.client.Do(req)
@@ -270,18 +275,29 @@ func (a *Activities) classify(resp *http.Response, requests int) classified {
 	case status == http.StatusForbidden:
 		return classified{errType: ac.ErrUnauthorized, message: fmt.Sprintf("%s: check LANGSMITH_TENANT_ID and the key's access to this workspace: %s", prefix, detail)}
 	case status == http.StatusTooManyRequests:
-		delay, _ := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), a.maxRetryAfter)
+		delay := a.retryAfter(resp)
 		a.pacer.pause(delay)
 		return classified{errType: ac.ErrRateLimited, message: fmt.Sprintf("%s: rate limited%s: %s", prefix, delayNote(delay), detail), retryable: true, nextDelay: delay}
 	case status == http.StatusRequestTimeout:
-		delay, _ := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), a.maxRetryAfter)
+		delay := a.retryAfter(resp)
 		return classified{errType: ac.ErrUnavailable, message: fmt.Sprintf("%s: %s", prefix, detail), retryable: true, nextDelay: delay}
 	case status >= 500 && status <= 599:
-		delay, _ := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), a.maxRetryAfter)
+		delay := a.retryAfter(resp)
 		return classified{errType: ac.ErrServerError, message: fmt.Sprintf("%s%s: %s", prefix, delayNote(delay), detail), retryable: true, nextDelay: delay}
 	default:
 		return classified{errType: ac.ErrUnexpectedStatus, message: fmt.Sprintf("%s: unexpected status: %s", prefix, detail)}
 	}
+}
+
+// retryAfter reads the answer's Retry-After (0 when absent or unreadable) and reports a readable
+// one to the metrics: the activity honours it, as the next attempt's delay and, for a 429, as the
+// worker's pause.
+func (a *Activities) retryAfter(resp *http.Response) time.Duration {
+	delay, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), a.maxRetryAfter)
+	if ok {
+		a.meter().RetryAfter(resp.StatusCode, delay)
+	}
+	return delay
 }
 
 func delayNote(d time.Duration) string {

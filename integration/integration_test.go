@@ -70,6 +70,8 @@ type stack struct {
 	client    client.Client
 	worker    *proc.Process
 	workerEnv []string
+	// httpAddr is the running worker's WORKER_HTTP_ADDRESS (/metrics, /healthz, /readyz).
+	httpAddr string
 }
 
 func newStack(t *testing.T, agentID string, connectionIDs ...string) *stack {
@@ -123,6 +125,7 @@ func (s *stack) startWorker() {
 		s.t.Fatal(err)
 	}
 	s.worker = p
+	s.httpAddr = addr
 	s.t.Cleanup(func() {
 		p.Stop(10 * time.Second)
 		if strings.Contains(p.Output(), testKey) {

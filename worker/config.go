@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -13,6 +14,7 @@ import (
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
 	"github.com/agentops/agentconnections/internal/logging"
+	"github.com/agentops/agentconnections/internal/telemetry"
 )
 
 // Names of the worker's own environment variables. The Temporal connection settings
@@ -64,7 +66,8 @@ type config struct {
 
 	ControlPlaneURL *url.URL
 	RequestTimeout  time.Duration
-	// HTTPAddress is where /healthz and /readyz are served; empty turns the server off.
+	// HTTPAddress is where /metrics, /healthz and /readyz are served; empty turns the server, and
+	// with it every metric, off.
 	HTTPAddress             string
 	StopTimeout             time.Duration
 	MaxConcurrentActivities int
@@ -76,6 +79,10 @@ type config struct {
 	TaskQueueActivitiesPerSecond float64
 	LogFormat                    string
 	LogLevel                     string
+	// ServiceName is the OpenTelemetry service.name (OTEL_SERVICE_NAME).
+	ServiceName string
+	// Tracing says whether spans are exported over OTLP, and how (the standard OTEL_* variables).
+	Tracing telemetry.TraceConfig
 }
 
 // configError names the variable (or flag) that is missing or malformed. Its message never holds a
@@ -108,6 +115,7 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 		RequestBurst:            defaultRequestBurst,
 		LogFormat:               defaultLogFormat,
 		LogLevel:                defaultLogLevel,
+		ServiceName:             telemetry.DefaultServiceName,
 	}
 
 	// Logging first, so that a bad log setting is reported before anything that would log.
@@ -186,6 +194,17 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 			return config{}, problem(envRequestBurst, "%q is not a positive integer", v)
 		}
 		cfg.RequestBurst = n
+	}
+
+	if v := strings.TrimSpace(get(telemetry.EnvServiceName)); v != "" {
+		cfg.ServiceName = v
+	}
+	if cfg.Tracing, err = telemetry.LoadTraceConfig(lookup); err != nil {
+		var setting *telemetry.SettingError
+		if errors.As(err, &setting) {
+			return config{}, problem(setting.Name, "%s", setting.Problem)
+		}
+		return config{}, err
 	}
 	return cfg, nil
 }

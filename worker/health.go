@@ -5,11 +5,14 @@ import (
 	"sync/atomic"
 )
 
-// health answers the orchestrator's probes. /healthz is 200 while the process serves at all;
-// /readyz is 200 only while the worker polls its task queue, so a rollout waits for a worker that
-// has connected, and a stopping worker stops counting as ready before its pollers go away.
+// health answers the orchestrator's probes and Prometheus. /healthz is 200 while the process
+// serves at all; /readyz is 200 only while the worker polls its task queue, so a rollout waits for
+// a worker that has connected, and a stopping worker stops counting as ready before its pollers go
+// away; /metrics serves metrics when there are any.
 type health struct {
 	ready atomic.Bool
+	// metrics serves /metrics; nil leaves the path unanswered (404).
+	metrics http.Handler
 }
 
 func (h *health) setReady(ready bool) { h.ready.Store(ready) }
@@ -26,6 +29,9 @@ func (h *health) handler() http.Handler {
 		}
 		writeText(w, http.StatusServiceUnavailable, "not ready")
 	})
+	if h.metrics != nil {
+		mux.Handle("GET /metrics", h.metrics)
+	}
 	return mux
 }
 

@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -23,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 	"go.temporal.io/sdk/log"
@@ -32,6 +34,7 @@ import (
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
 	"github.com/agentops/agentconnections/internal/logging"
+	"github.com/agentops/agentconnections/internal/telemetry"
 	"github.com/agentops/agentconnections/workflows"
 )
 
@@ -113,6 +116,39 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	defer func() { _ = zl.Sync() }()
 	logger := logging.NewAdapter(zl)
 
+	// Telemetry before anything that reports to it. Spans and metrics hold no credential: the
+	// activities label by route template and status class, and their spans carry IDs, never
+	// headers.
+	tel, err := telemetry.New(ctx, telemetry.Options{
+		ServiceName:    cfg.ServiceName,
+		ServiceVersion: ver,
+		Metrics:        cfg.HTTPAddress != "",
+		Traces:         cfg.Tracing,
+		OnError: func(err error) {
+			logger.Warn("temporal sdk metric failed", "error", err.Error())
+		},
+	})
+	if err != nil {
+		return fail(exitFailure, "telemetry: %v", err)
+	}
+	defer func() {
+		// Flush the spans still buffered; bounded, so an unreachable collector cannot hold the exit.
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("telemetry shutdown failed", "error", err.Error())
+		}
+	}()
+	// The exporters report failures (an unreachable collector) through OpenTelemetry's process-wide
+	// handler; route them into this worker's log instead of the standard logger.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("opentelemetry error", "error", err.Error())
+	}))
+	tracing, err := tel.TracingInterceptor()
+	if err != nil {
+		return fail(exitFailure, "tracing interceptor: %v", err)
+	}
+
 	var creds activities.CredentialSource = activities.StaticCredentials(cfg.Credentials)
 	credMode := "api_key"
 	if cfg.APIKeyFile != "" {
@@ -135,13 +171,15 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		Burst:             cfg.RequestBurst,
 		UserAgent:         "agent-connections-worker/" + ver,
 		Logger:            log.With(logger, "component", "http"),
+		Metrics:           activityMetrics(tel),
+		TracerProvider:    tel.TracerProvider(),
 	})
 	if err != nil {
 		return fail(exitConfig, "%v", err)
 	}
 
 	// Listen before dialing: /healthz answers (and /readyz says 503) while the dial is in progress.
-	h := &health{}
+	h := &health{metrics: tel.Handler()}
 	if cfg.HTTPAddress != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddress)
 		if err != nil {
@@ -168,6 +206,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		namespace = client.DefaultNamespace
 	}
 	clientOpts.Logger = logger
+	clientOpts.MetricsHandler = tel.TemporalMetricsHandler()
+	clientOpts.Interceptors = append(clientOpts.Interceptors, tracing)
 	dialCtx, cancelDial := context.WithTimeout(ctx, dialTimeout)
 	c, err := client.DialContext(dialCtx, clientOpts)
 	cancelDial()
@@ -212,6 +252,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		"task_queue_activities_per_second", cfg.TaskQueueActivitiesPerSecond,
 		"stop_timeout", cfg.StopTimeout.String(),
 		"http_address", cfg.HTTPAddress,
+		"metrics", cfg.HTTPAddress != "",
+		"tracing", tracingMode(cfg.Tracing),
+		"service_name", cfg.ServiceName,
 	)
 
 	code := exitOK
@@ -237,4 +280,25 @@ func register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.RemoveConnectionWorkflow, workflow.RegisterOptions{Name: ac.RemoveConnectionWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.RemoveAgentConnectionsWorkflow, workflow.RegisterOptions{Name: ac.RemoveAgentConnectionsWorkflowType})
 	r.RegisterActivity(acts)
+}
+
+// activityMetrics is the activities' Metrics: nil (none) when metrics are off.
+func activityMetrics(tel *telemetry.Telemetry) activities.Metrics {
+	if m := tel.Metrics(); m != nil {
+		return m
+	}
+	return nil
+}
+
+// tracingMode describes where spans go, for the start-up log: the collector's host, never the
+// whole endpoint (it may carry user info).
+func tracingMode(c telemetry.TraceConfig) string {
+	if !c.Enabled() {
+		return "off"
+	}
+	host := "?"
+	if u, err := url.Parse(c.Endpoint); err == nil {
+		host = u.Host
+	}
+	return "otlp " + c.Protocol + " to " + host
 }
