@@ -31,6 +31,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentops/agentconnections/internal/environ"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
@@ -73,8 +75,8 @@ type options struct {
 }
 
 // run is the whole command; it returns the exit code. environ is in os.Environ form.
-func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	env := environment(environ)
+func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int {
+	env := environ.Env(vars)
 	fail := func(code int, format string, a ...any) int {
 		return failf(stderr, code, format, a...)
 	}
@@ -172,7 +174,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
 // parseArgs reads and checks the command line. On bad usage it prints the problem and the usage
 // line and returns ok false with the exit code.
-func parseArgs(args []string, env environment, stderr io.Writer) (opts options, code int, ok bool) {
+func parseArgs(args []string, env environ.Env, stderr io.Writer) (opts options, code int, ok bool) {
 	fs := flag.NewFlagSet("starter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -345,21 +347,4 @@ func writeJSON(stdout, stderr io.Writer, v any, code int) int {
 		return exitStarter
 	}
 	return code
-}
-
-// environment is the process environment in os.Environ form; it implements envconfig.EnvLookup so
-// tests can pass their own.
-type environment []string
-
-// Environ returns the variables in os.Environ form.
-func (e environment) Environ() []string { return e }
-
-// LookupEnv finds a variable; the last definition wins.
-func (e environment) LookupEnv(key string) (string, bool) {
-	for i := len(e) - 1; i >= 0; i-- {
-		if k, v, ok := strings.Cut(e[i], "="); ok && k == key {
-			return v, true
-		}
-	}
-	return "", false
 }

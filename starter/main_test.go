@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentops/agentconnections/internal/environ"
+
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -31,9 +33,9 @@ const testAPIKey = "lsv2_sk_STARTERSECRET0123"
 
 // offlineEnv points at a dead Temporal address: a test that gets as far as dialing fails fast
 // and visibly instead of reaching some real server.
-func offlineEnv(t *testing.T, extra ...string) environment {
+func offlineEnv(t *testing.T, extra ...string) environ.Env {
 	t.Helper()
-	return append(environment{
+	return append(environ.Env{
 		"TEMPORAL_CONFIG_FILE=" + filepath.Join(t.TempDir(), "absent.toml"),
 		"TEMPORAL_ADDRESS=127.0.0.1:1",
 	}, extra...)
@@ -101,15 +103,15 @@ func TestParseArgs_Defaults(t *testing.T) {
 	tests := []struct {
 		name      string
 		args      []string
-		env       environment
+		env       environ.Env
 		wantQueue string
 		wantWait  bool
 		wantMiss  bool
 		wantJSON  bool
 	}{
 		{"defaults", nil, nil, "agent-connections", true, true, false},
-		{"queue from env", nil, environment{"TEMPORAL_TASK_QUEUE=eu-removals"}, "eu-removals", true, true, false},
-		{"flag beats env", []string{"--task-queue", "q2"}, environment{"TEMPORAL_TASK_QUEUE=eu-removals"}, "q2", true, true, false},
+		{"queue from env", nil, environ.Env{"TEMPORAL_TASK_QUEUE=eu-removals"}, "eu-removals", true, true, false},
+		{"flag beats env", []string{"--task-queue", "q2"}, environ.Env{"TEMPORAL_TASK_QUEUE=eu-removals"}, "q2", true, true, false},
 		{"switches", []string{"--wait=false", "--missing-ok=false", "--json"}, nil, "agent-connections", false, false, true},
 	}
 	for _, tt := range tests {
@@ -270,7 +272,7 @@ func TestRun_AgainstDevServer(t *testing.T) {
 	const taskQueue = "starter-e2e"
 	startWorker(t, hostPort, taskQueue, srv.URL)
 
-	env := environment{
+	env := environ.Env{
 		"TEMPORAL_CONFIG_FILE=" + filepath.Join(t.TempDir(), "absent.toml"),
 		"TEMPORAL_ADDRESS=" + hostPort,
 		"TEMPORAL_TASK_QUEUE=" + taskQueue,

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentops/agentconnections/internal/environ"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -406,7 +408,7 @@ func TestRunAll_AgainstDevServer(t *testing.T) {
 	}
 	t.Cleanup(w.Stop)
 
-	env := environment{
+	env := environ.Env{
 		"TEMPORAL_CONFIG_FILE=" + filepath.Join(t.TempDir(), "absent.toml"),
 		"TEMPORAL_ADDRESS=" + srv.Address,
 		"TEMPORAL_TASK_QUEUE=" + taskQueue,

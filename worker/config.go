@@ -293,21 +293,3 @@ func checkListenAddress(addr string) error {
 	}
 	return nil
 }
-
-// environment is the process environment in os.Environ form. It implements envconfig.EnvLookup,
-// so the worker's settings and the SDK's TEMPORAL_* settings come from the same place, and tests
-// can pass their own without touching the process environment.
-type environment []string
-
-// Environ returns the variables in os.Environ form.
-func (e environment) Environ() []string { return e }
-
-// LookupEnv finds a variable; as with a real environment, the last definition wins.
-func (e environment) LookupEnv(key string) (string, bool) {
-	for i := len(e) - 1; i >= 0; i-- {
-		if k, v, ok := strings.Cut(e[i], "="); ok && k == key {
-			return v, true
-		}
-	}
-	return "", false
-}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentops/agentconnections/internal/environ"
+
 	"github.com/agentops/agentconnections/activities"
 )
 
@@ -38,7 +40,7 @@ func writeKeyFile(t *testing.T, content string) string {
 }
 
 func TestLoadConfig_Defaults(t *testing.T) {
-	cfg, err := loadConfig(environment{"LANGSMITH_API_KEY=" + testAPIKey}.LookupEnv, nil)
+	cfg, err := loadConfig(environ.Env{"LANGSMITH_API_KEY=" + testAPIKey}.LookupEnv, nil)
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
 	}
@@ -74,26 +76,26 @@ func TestLoadConfig_ValidValues(t *testing.T) {
 	console := "console"
 	tests := []struct {
 		name  string
-		env   environment
+		env   environ.Env
 		flag  *string
 		check func(t *testing.T, cfg config)
 	}{
-		{"task queue", environment{"TEMPORAL_TASK_QUEUE=removals-eu"}, nil, func(t *testing.T, cfg config) {
+		{"task queue", environ.Env{"TEMPORAL_TASK_QUEUE=removals-eu"}, nil, func(t *testing.T, cfg config) {
 			if cfg.TaskQueue != "removals-eu" {
 				t.Errorf("got %q, want removals-eu", cfg.TaskQueue)
 			}
 		}},
-		{"empty task queue keeps the default", environment{"TEMPORAL_TASK_QUEUE="}, nil, func(t *testing.T, cfg config) {
+		{"empty task queue keeps the default", environ.Env{"TEMPORAL_TASK_QUEUE="}, nil, func(t *testing.T, cfg config) {
 			if cfg.TaskQueue != "agent-connections" {
 				t.Errorf("got %q, want agent-connections", cfg.TaskQueue)
 			}
 		}},
-		{"api key is trimmed", environment{"LANGSMITH_API_KEY= " + testAPIKey + "\n"}, nil, func(t *testing.T, cfg config) {
+		{"api key is trimmed", environ.Env{"LANGSMITH_API_KEY= " + testAPIKey + "\n"}, nil, func(t *testing.T, cfg config) {
 			if cfg.Credentials.APIKey != testAPIKey {
 				t.Error("got an untrimmed key, want it trimmed")
 			}
 		}},
-		{"api key file is read and trimmed", environment{"LANGSMITH_API_KEY=", "LANGSMITH_API_KEY_FILE=" + keyFile}, nil, func(t *testing.T, cfg config) {
+		{"api key file is read and trimmed", environ.Env{"LANGSMITH_API_KEY=", "LANGSMITH_API_KEY_FILE=" + keyFile}, nil, func(t *testing.T, cfg config) {
 			if cfg.Credentials.APIKey != testFileKey || cfg.APIKeyFile != keyFile {
 				t.Errorf("got key file %q and a key of %d bytes, want %q and the file's trimmed key", cfg.APIKeyFile, len(cfg.Credentials.APIKey), keyFile)
 			}
@@ -101,67 +103,67 @@ func TestLoadConfig_ValidValues(t *testing.T) {
 				t.Error("got no file stamp, want the file's size and mtime")
 			}
 		}},
-		{"bearer token alone", environment{"LANGSMITH_API_KEY=", "LANGSMITH_BEARER_TOKEN=" + testBearerToken}, nil, func(t *testing.T, cfg config) {
+		{"bearer token alone", environ.Env{"LANGSMITH_API_KEY=", "LANGSMITH_BEARER_TOKEN=" + testBearerToken}, nil, func(t *testing.T, cfg config) {
 			if cfg.Credentials.BearerToken != testBearerToken || cfg.Credentials.APIKey != "" {
 				t.Errorf("got %v, want only a bearer token", cfg.Credentials)
 			}
 		}},
-		{"tenant", environment{"LANGSMITH_TENANT_ID=0d6a9ee4-7c25-4f5e-9a8e-3f1d0a2b4c5d"}, nil, func(t *testing.T, cfg config) {
+		{"tenant", environ.Env{"LANGSMITH_TENANT_ID=0d6a9ee4-7c25-4f5e-9a8e-3f1d0a2b4c5d"}, nil, func(t *testing.T, cfg config) {
 			if cfg.Credentials.TenantID != "0d6a9ee4-7c25-4f5e-9a8e-3f1d0a2b4c5d" {
 				t.Errorf("got tenant %q, want the set one", cfg.Credentials.TenantID)
 			}
 		}},
-		{"eu control plane with prefix", environment{"LANGSMITH_CONTROL_PLANE_URL=https://eu.api.host.langchain.com/prefix/"}, nil, func(t *testing.T, cfg config) {
+		{"eu control plane with prefix", environ.Env{"LANGSMITH_CONTROL_PLANE_URL=https://eu.api.host.langchain.com/prefix/"}, nil, func(t *testing.T, cfg config) {
 			if got := cfg.ControlPlaneURL.String(); got != "https://eu.api.host.langchain.com/prefix" {
 				t.Errorf("got %q, want https://eu.api.host.langchain.com/prefix", got)
 			}
 		}},
-		{"request timeout", environment{"LANGSMITH_REQUEST_TIMEOUT=1m30s"}, nil, func(t *testing.T, cfg config) {
+		{"request timeout", environ.Env{"LANGSMITH_REQUEST_TIMEOUT=1m30s"}, nil, func(t *testing.T, cfg config) {
 			if cfg.RequestTimeout != 90*time.Second {
 				t.Errorf("got %s, want 1m30s", cfg.RequestTimeout)
 			}
 		}},
-		{"http address", environment{"WORKER_HTTP_ADDRESS=:8080"}, nil, func(t *testing.T, cfg config) {
+		{"http address", environ.Env{"WORKER_HTTP_ADDRESS=:8080"}, nil, func(t *testing.T, cfg config) {
 			if cfg.HTTPAddress != ":8080" {
 				t.Errorf("got %q, want :8080", cfg.HTTPAddress)
 			}
 		}},
-		{"empty http address turns it off", environment{"WORKER_HTTP_ADDRESS="}, nil, func(t *testing.T, cfg config) {
+		{"empty http address turns it off", environ.Env{"WORKER_HTTP_ADDRESS="}, nil, func(t *testing.T, cfg config) {
 			if cfg.HTTPAddress != "" {
 				t.Errorf("got %q, want empty", cfg.HTTPAddress)
 			}
 		}},
-		{"stop timeout", environment{"WORKER_STOP_TIMEOUT=2m"}, nil, func(t *testing.T, cfg config) {
+		{"stop timeout", environ.Env{"WORKER_STOP_TIMEOUT=2m"}, nil, func(t *testing.T, cfg config) {
 			if cfg.StopTimeout != 2*time.Minute {
 				t.Errorf("got %s, want 2m", cfg.StopTimeout)
 			}
 		}},
-		{"zero stop timeout", environment{"WORKER_STOP_TIMEOUT=0s"}, nil, func(t *testing.T, cfg config) {
+		{"zero stop timeout", environ.Env{"WORKER_STOP_TIMEOUT=0s"}, nil, func(t *testing.T, cfg config) {
 			if cfg.StopTimeout != 0 {
 				t.Errorf("got %s, want 0s", cfg.StopTimeout)
 			}
 		}},
-		{"max concurrent activities", environment{"WORKER_MAX_CONCURRENT_ACTIVITIES=7"}, nil, func(t *testing.T, cfg config) {
+		{"max concurrent activities", environ.Env{"WORKER_MAX_CONCURRENT_ACTIVITIES=7"}, nil, func(t *testing.T, cfg config) {
 			if cfg.MaxConcurrentActivities != 7 {
 				t.Errorf("got %d, want 7", cfg.MaxConcurrentActivities)
 			}
 		}},
-		{"rate limits", environment{"LANGSMITH_REQUESTS_PER_SECOND=16.5", "LANGSMITH_REQUEST_BURST=3", "WORKER_TASK_QUEUE_ACTIVITIES_PER_SECOND=20"}, nil, func(t *testing.T, cfg config) {
+		{"rate limits", environ.Env{"LANGSMITH_REQUESTS_PER_SECOND=16.5", "LANGSMITH_REQUEST_BURST=3", "WORKER_TASK_QUEUE_ACTIVITIES_PER_SECOND=20"}, nil, func(t *testing.T, cfg config) {
 			if cfg.RequestsPerSecond != 16.5 || cfg.RequestBurst != 3 || cfg.TaskQueueActivitiesPerSecond != 20 {
 				t.Errorf("got %v/%d/%v, want 16.5/3/20", cfg.RequestsPerSecond, cfg.RequestBurst, cfg.TaskQueueActivitiesPerSecond)
 			}
 		}},
-		{"rate limit off", environment{"LANGSMITH_REQUESTS_PER_SECOND=0"}, nil, func(t *testing.T, cfg config) {
+		{"rate limit off", environ.Env{"LANGSMITH_REQUESTS_PER_SECOND=0"}, nil, func(t *testing.T, cfg config) {
 			if cfg.RequestsPerSecond != 0 {
 				t.Errorf("got %v, want 0 (off)", cfg.RequestsPerSecond)
 			}
 		}},
-		{"log format and level", environment{"LOG_FORMAT=console", "LOG_LEVEL=debug"}, nil, func(t *testing.T, cfg config) {
+		{"log format and level", environ.Env{"LOG_FORMAT=console", "LOG_LEVEL=debug"}, nil, func(t *testing.T, cfg config) {
 			if cfg.LogFormat != "console" || cfg.LogLevel != "debug" {
 				t.Errorf("got %s/%s, want console/debug", cfg.LogFormat, cfg.LogLevel)
 			}
 		}},
-		{"flag overrides LOG_FORMAT", environment{"LOG_FORMAT=xml"}, &console, func(t *testing.T, cfg config) {
+		{"flag overrides LOG_FORMAT", environ.Env{"LOG_FORMAT=xml"}, &console, func(t *testing.T, cfg config) {
 			if cfg.LogFormat != "console" {
 				t.Errorf("got %s, want console", cfg.LogFormat)
 			}
@@ -169,7 +171,7 @@ func TestLoadConfig_ValidValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := append(environment{"LANGSMITH_API_KEY=" + testAPIKey}, tt.env...)
+			env := append(environ.Env{"LANGSMITH_API_KEY=" + testAPIKey}, tt.env...)
 			cfg, err := loadConfig(env.LookupEnv, tt.flag)
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
@@ -186,35 +188,35 @@ func TestLoadConfig_Malformed(t *testing.T) {
 	spacedFile := writeKeyFile(t, "lsv2_sk_FILEKEY 9876543210")
 	bigFile := writeKeyFile(t, strings.Repeat("k", maxKeyFileBytes+1))
 	xml := "xml"
-	withKey := func(env ...string) environment { return append(environment{"LANGSMITH_API_KEY=" + testAPIKey}, env...) }
+	withKey := func(env ...string) environ.Env { return append(environ.Env{"LANGSMITH_API_KEY=" + testAPIKey}, env...) }
 
 	tests := []struct {
 		name string
-		env  environment
+		env  environ.Env
 		flag *string
 		want string
 	}{
-		{"no credentials", environment{}, nil,
+		{"no credentials", environ.Env{}, nil,
 			"LANGSMITH_API_KEY: not set; set LANGSMITH_API_KEY or LANGSMITH_API_KEY_FILE (or LANGSMITH_BEARER_TOKEN)"},
-		{"blank key", environment{"LANGSMITH_API_KEY=   "}, nil,
+		{"blank key", environ.Env{"LANGSMITH_API_KEY=   "}, nil,
 			"LANGSMITH_API_KEY: not set; set LANGSMITH_API_KEY or LANGSMITH_API_KEY_FILE (or LANGSMITH_BEARER_TOKEN)"},
 		{"key and key file", withKey("LANGSMITH_API_KEY_FILE=" + keyFile), nil,
 			"LANGSMITH_API_KEY_FILE: both LANGSMITH_API_KEY and LANGSMITH_API_KEY_FILE are set; set only one"},
-		{"key with a space", environment{"LANGSMITH_API_KEY=" + testAPIKey + " x"}, nil,
+		{"key with a space", environ.Env{"LANGSMITH_API_KEY=" + testAPIKey + " x"}, nil,
 			"LANGSMITH_API_KEY: contains whitespace or a control character"},
-		{"bearer with a newline inside", environment{"LANGSMITH_BEARER_TOKEN=" + testBearerToken + "\nx"}, nil,
+		{"bearer with a newline inside", environ.Env{"LANGSMITH_BEARER_TOKEN=" + testBearerToken + "\nx"}, nil,
 			"LANGSMITH_BEARER_TOKEN: contains whitespace or a control character"},
 		{"tenant with a control character", withKey("LANGSMITH_TENANT_ID=t\x01"), nil,
 			"LANGSMITH_TENANT_ID: contains whitespace or a control character"},
-		{"missing key file", environment{"LANGSMITH_API_KEY_FILE=" + missingFile}, nil,
+		{"missing key file", environ.Env{"LANGSMITH_API_KEY_FILE=" + missingFile}, nil,
 			"LANGSMITH_API_KEY_FILE: stat " + missingFile + ": no such file or directory"},
-		{"empty key file", environment{"LANGSMITH_API_KEY_FILE=" + emptyFile}, nil,
+		{"empty key file", environ.Env{"LANGSMITH_API_KEY_FILE=" + emptyFile}, nil,
 			"LANGSMITH_API_KEY_FILE: " + emptyFile + " is empty"},
-		{"key file with a space", environment{"LANGSMITH_API_KEY_FILE=" + spacedFile}, nil,
+		{"key file with a space", environ.Env{"LANGSMITH_API_KEY_FILE=" + spacedFile}, nil,
 			"LANGSMITH_API_KEY_FILE: " + spacedFile + " contains whitespace or a control character"},
-		{"key file too big", environment{"LANGSMITH_API_KEY_FILE=" + bigFile}, nil,
+		{"key file too big", environ.Env{"LANGSMITH_API_KEY_FILE=" + bigFile}, nil,
 			"LANGSMITH_API_KEY_FILE: " + bigFile + " is larger than 65536 bytes; it should hold only the key"},
-		{"key file is a directory", environment{"LANGSMITH_API_KEY_FILE=" + t.TempDir()}, nil,
+		{"key file is a directory", environ.Env{"LANGSMITH_API_KEY_FILE=" + t.TempDir()}, nil,
 			"is a directory"},
 		{"task queue with spaces", withKey("TEMPORAL_TASK_QUEUE= q1"), nil,
 			`TEMPORAL_TASK_QUEUE: " q1" has leading or trailing whitespace`},
@@ -278,7 +280,7 @@ func TestLoadConfig_Malformed(t *testing.T) {
 }
 
 func TestCredentials_StringHidesSecrets(t *testing.T) {
-	cfg, err := loadConfig(environment{"LANGSMITH_API_KEY=" + testAPIKey, "LANGSMITH_BEARER_TOKEN=" + testBearerToken}.LookupEnv, nil)
+	cfg, err := loadConfig(environ.Env{"LANGSMITH_API_KEY=" + testAPIKey, "LANGSMITH_BEARER_TOKEN=" + testBearerToken}.LookupEnv, nil)
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
 	}

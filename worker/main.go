@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentops/agentconnections/internal/environ"
+
 	"go.opentelemetry.io/otel"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
@@ -64,8 +66,8 @@ func main() {
 
 // run is the whole worker: it returns when ctx is done (after a graceful stop) or when it cannot
 // go on, with the process exit code.
-func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	env := environment(environ)
+func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int {
+	env := environ.Env(vars)
 	fail := func(code int, format string, a ...any) int {
 		// One line, whatever the wrapped errors carry.
 		msg := strings.ReplaceAll(fmt.Sprintf(format, a...), "\n", " ")

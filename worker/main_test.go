@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentops/agentconnections/internal/environ"
+
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -30,9 +32,9 @@ import (
 
 // baseEnv is an environment that passes validation and touches nothing outside the test: no
 // Temporal config file, no health server.
-func baseEnv(t *testing.T, extra ...string) environment {
+func baseEnv(t *testing.T, extra ...string) environ.Env {
 	t.Helper()
-	env := environment{
+	env := environ.Env{
 		"TEMPORAL_CONFIG_FILE=" + filepath.Join(t.TempDir(), "absent.toml"),
 		"LANGSMITH_API_KEY=" + testAPIKey,
 		"WORKER_HTTP_ADDRESS=",
@@ -279,7 +281,7 @@ func TestRun_RemovesConnectionAgainstDevServer(t *testing.T) {
 
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	taskQueue := "worker-e2e"
-	env := environment{
+	env := environ.Env{
 		"TEMPORAL_CONFIG_FILE=" + filepath.Join(t.TempDir(), "absent.toml"),
 		"TEMPORAL_ADDRESS=" + hostPort,
 		"TEMPORAL_NAMESPACE=default",

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentops/agentconnections/internal/environ"
+
 	"go.temporal.io/sdk/client"
 
 	ac "github.com/agentops/agentconnections"
@@ -42,7 +44,7 @@ func TestLoadConfig_TracingSettings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := append(environment{"LANGSMITH_API_KEY=" + testAPIKey}, tt.env...)
+			env := append(environ.Env{"LANGSMITH_API_KEY=" + testAPIKey}, tt.env...)
 			cfg, err := loadConfig(env.LookupEnv, nil)
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
