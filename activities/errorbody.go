@@ -53,6 +53,9 @@ func describeErrorBody(body []byte, truncated bool) string {
 	}
 	var s string
 	if err := json.Unmarshal(e.Detail, &s); err == nil {
+		if strings.TrimSpace(s) == "" {
+			return "detail is an empty string: " + excerpt(trimmed)
+		}
 		return clip(s)
 	}
 	var items []validationItem

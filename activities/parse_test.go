@@ -52,6 +52,9 @@ func TestDescribeErrorBody(t *testing.T) {
 		{"list without loc", `{"detail":[{"msg":"m"}]}`, false, "(no loc): m"},
 		{"string", `{"detail":"Connection c not found."}`, false, "Connection c not found."},
 		{"empty list", `{"detail":[]}`, false, "detail is an empty list"},
+		{"empty string", `{"detail":" "}`, false, `detail is an empty string: {"detail":" "}`},
+		// Found by FuzzDescribeErrorBody: encoding/json matches field names case-insensitively.
+		{"other case, empty", `{"detAil":""}`, false, `detail is an empty string: {"detAil":""}`},
 		{"no detail", `{"message":"x"}`, false, `body has no detail: {"message":"x"}`},
 		{"null detail", `{"detail":null}`, false, `body has no detail: {"detail":null}`},
 		{"object detail", `{"detail":{"a":1}}`, false, `detail is neither a string nor a list: {"a":1}`},
