@@ -2,24 +2,59 @@ package activities
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
 
 	ac "github.com/agentops/agentconnections"
 )
 
+// noContentServer answers 204 and counts the TCP connections it accepts; each benchmark reports
+// them as conns/op-run, which must stay 1 for sequential calls on a keep-alive client.
 func noContentServer(b *testing.B) *httptest.Server {
 	b.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	b.Cleanup(srv.Close)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	b.Cleanup(func() {
+		srv.Close()
+		b.ReportMetric(float64(conns.Load()), "tcp-conns")
+	})
 	return srv
+}
+
+// bareDelete is the floor: a plain net/http DELETE with the key header, body drained.
+func bareDelete(ctx context.Context, c *http.Client, target string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, target, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Api-Key", testKey)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("got status %d, want 204", resp.StatusCode)
+	}
+	return nil
 }
 
 // BenchmarkRemoveConnection is the activity's hot path: one RemoveConnection call through the
@@ -53,19 +88,33 @@ func BenchmarkBareHTTPDelete(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, target, nil)
-		if err != nil {
+		if err := bareDelete(ctx, c, target); err != nil {
 			b.Fatal(err)
 		}
-		req.Header.Set("X-Api-Key", testKey)
-		resp, err := c.Do(req)
-		if err != nil {
+	}
+}
+
+// BenchmarkBareHTTPDeleteActivity is the fair baseline for BenchmarkRemoveConnection: the same
+// bare DELETE, run as an activity through the same test activity environment, so the ratio of
+// the two is what RemoveConnection itself adds (ID checks, retrying client, pacing, heartbeat,
+// classification, logging), not the harness.
+func BenchmarkBareHTTPDeleteActivity(b *testing.B) {
+	srv := noContentServer(b)
+	c := &http.Client{Transport: newTransport(), Timeout: 5 * time.Second}
+	target := srv.URL + "/v2/auth/agents/agent-1/connections/conn-1"
+	bare := func(ctx context.Context, _ ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+		return ac.RemoveConnectionResult{Outcome: ac.OutcomeRemoved, Attempts: 1}, bareDelete(ctx, c, target)
+	}
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(discardLogger{})
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivityWithOptions(bare, activity.RegisterOptions{Name: "BareDelete"})
+	in := ac.RemoveConnectionActivityInput{AgentID: "agent-1", ConnectionID: "conn-1", MissingOK: true}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := env.ExecuteActivity("BareDelete", in); err != nil {
 			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			b.Fatalf("got status %d, want 204", resp.StatusCode)
 		}
 	}
 }
