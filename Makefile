@@ -15,7 +15,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Tests find the temporal binary here, unless the caller points them elsewhere.
 export TEMPORAL_CLI ?= $(CURDIR)/bin/temporal
 
-.PHONY: build test lint run teardown clean
+.PHONY: build test lint run teardown bench faults clean
 
 # Installed only when missing; delete it to pick up a new TEMPORAL_CLI_VERSION.
 bin/temporal:
@@ -50,6 +50,20 @@ run: build bin/temporal
 # The same stack, tearing down an agent with 500 connections while its progress shows.
 teardown: build bin/temporal
 	go run ./demo --bin bin --teardown 500
+
+# Benchmarks against baselines measured in the same run (bench/); figures go to BENCHMARKS.md.
+bench: bin/temporal
+	go test -run XXX -bench . -benchmem -benchtime 2000x ./activities/
+	go run ./bench --out BENCHMARKS.md
+
+# The fault suite (faults/, real processes) and bounded fuzzing of the parsers; results in
+# RELIABILITY.md.
+FUZZTIME ?= 30s
+faults: bin/temporal
+	go test -tags faults -count=1 -timeout 60m -v ./faults/
+	go test -run XXX -fuzz FuzzValidateID -fuzztime $(FUZZTIME) .
+	go test -run XXX -fuzz FuzzDescribeErrorBody -fuzztime $(FUZZTIME) ./activities/
+	go test -run XXX -fuzz FuzzParseRetryAfter -fuzztime $(FUZZTIME) ./activities/
 
 clean:
 	rm -rf bin

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQuickRun runs the whole harness with tiny sizes against a real dev server and the worker
+// binary, and checks the figures (positive rates, computed ratios) and the report (every section,
+// the hot-path section someone else filled kept).
+func TestQuickRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	start := time.Now()
+	rep, err := run(ctx, options{quick: true, command: "go run ./bench --quick"}, &progress)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	t.Logf("quick run took %s", time.Since(start).Round(time.Millisecond))
+
+	if len(rep.E2E) != len(quickSizes.e2eLevels) {
+		t.Fatalf("got %d end-to-end rows, want %d", len(rep.E2E), len(quickSizes.e2eLevels))
+	}
+	for _, row := range rep.E2E {
+		for name, v := range map[string]float64{"baseline": row.Baseline, "in-process": row.InProcess, "binary": row.Binary, "ratio": row.Ratio, "binary ratio": row.BinaryRatio} {
+			if !(v > 0) || !finite(v) {
+				t.Errorf("end-to-end, concurrency %d: %s is %v, want a positive number", row.Concurrency, name, v)
+			}
+		}
+	}
+	if len(rep.Teardown) != len(quickSizes.tdLevels) {
+		t.Fatalf("got %d teardown rows, want %d", len(rep.Teardown), len(quickSizes.tdLevels))
+	}
+	for _, row := range rep.Teardown {
+		for name, v := range map[string]float64{"naive": row.Naive, "batched": row.Batched, "binary": row.Binary, "ratio": row.Ratio} {
+			if !(v > 0) || !finite(v) {
+				t.Errorf("teardown, concurrency %d: %s is %v, want a positive number", row.Concurrency, name, v)
+			}
+		}
+	}
+	p := rep.Pace
+	if p.Removed != quickSizes.paceN || p.Requests < quickSizes.paceN || !(p.PerMinute > 0) || p.PeakPerSecond <= 0 {
+		t.Errorf("paced teardown: got %+v", p)
+	}
+	// 33/s with a burst of 5 against 2000/min: never a 429, and the requests keep to the worker's pace.
+	if p.Status429 != 0 {
+		t.Errorf("paced teardown: got %d answers 429, want 0", p.Status429)
+	}
+	if limit := p.RPS + p.Burst + 2; p.PeakPerSecond > limit {
+		t.Errorf("paced teardown: got %d requests in one second, want at most %d", p.PeakPerSecond, limit)
+	}
+	if len(rep.Footprint) != len(quickSizes.footprint)+1 {
+		t.Fatalf("got %d footprint rows, want %d", len(rep.Footprint), len(quickSizes.footprint)+1)
+	}
+	for _, row := range rep.Footprint {
+		if row.PeakRSSKiB <= 0 || !(row.CPUSeconds > 0) {
+			t.Errorf("footprint, %d connections: got RSS %d KiB and CPU %v s, want both positive", row.Connections, row.PeakRSSKiB, row.CPUSeconds)
+		}
+		if row.Connections > 0 && row.Elapsed <= 0 {
+			t.Errorf("footprint, %d connections: got wall time %s", row.Connections, row.Elapsed)
+		}
+	}
+	if len(rep.Goals) != 5 {
+		t.Errorf("got %d goals, want 5: %+v", len(rep.Goals), rep.Goals)
+	}
+
+	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	filled := "\n| BenchmarkRemoveConnection | filled by someone else |\n"
+	if err := os.WriteFile(out, []byte("old\n"+hotPathStart+filled+hotPathEnd+"\nold tail\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeReport(out, rep.markdown()); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"# Benchmarks", "## Machine", "## Goals", "## 1. End-to-end removals/s", "## 2a. Teardown",
+		"## 2b. Teardown under the API's rate limit", "## 3. Worker footprint", "## Activity hot path",
+		hotPathStart + filled + hotPathEnd, "go run ./bench --quick", "Quick smoke run", "Growth:",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(string(md), "old tail") {
+		t.Error("the report kept text from outside the hot-path section of the old file")
+	}
+	for _, bad := range []string{"NaN", "Inf", "%!"} {
+		if strings.Contains(string(md), bad) {
+			t.Errorf("the report contains %q:\n%s", bad, md)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := mainRun(context.Background(), []string{"--bogus"}, &stdout, &stderr); code != 2 {
+		t.Errorf("got exit code %d for an unknown flag, want 2", code)
+	}
+	if code := mainRun(context.Background(), []string{"extra"}, &stdout, &stderr); code != 2 {
+		t.Errorf("got exit code %d for an argument, want 2", code)
+	}
+}
+
+func TestBucketDrawn(t *testing.T) {
+	t0 := time.Now()
+	// 10 requests at once, then one a second: the first ten draw 10 tokens, the rest are refilled.
+	var times []time.Time
+	for range 10 {
+		times = append(times, t0)
+	}
+	for i := 1; i <= 5; i++ {
+		times = append(times, t0.Add(time.Duration(i)*time.Second))
+	}
+	if got := bucketDrawn(times, 60); got < 9.99 || got > 10.01 {
+		t.Errorf("got %v tokens drawn, want 10", got)
+	}
+	if got := peakInWindow(times, time.Second); got != 10 {
+		t.Errorf("got a peak of %d in one second, want 10", got)
+	}
+}
