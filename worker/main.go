@@ -40,6 +40,10 @@ import (
 	"github.com/agentops/agentconnections/workflows"
 )
 
+// heartbeatThrottle bounds how long the SDK holds back a heartbeat, and so how much recorded
+// progress a crash can lose.
+const heartbeatThrottle = time.Second
+
 // dialTimeout bounds the first connection to Temporal, so a wrong address fails the start instead
 // of hanging it.
 const dialTimeout = 10 * time.Second
@@ -228,6 +232,10 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities,
 		TaskQueueActivitiesPerSecond:       cfg.TaskQueueActivitiesPerSecond,
 		WorkerStopTimeout:                  cfg.StopTimeout,
+		// Heartbeats carry the request counts and a batch's finished connections. The SDK sends
+		// the first at once and buffers the rest for up to 80% of the heartbeat timeout (24 s
+		// here), so a crash could lose a whole batch's progress; at most a second is lost now.
+		MaxHeartbeatThrottleInterval: heartbeatThrottle,
 		OnFatalError: func(err error) {
 			select {
 			case fatal <- err:
