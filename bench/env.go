@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,16 +65,6 @@ func (h *harness) logf(format string, args ...any) {
 func (h *harness) name(prefix string) string {
 	h.seq++
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().Unix(), h.seq)
-}
-
-// buildWorker builds the worker binary into dir.
-func buildWorker(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "worker")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/agentops/agentconnections/worker")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the worker: %w: %s", err, out)
-	}
-	return bin, nil
 }
 
 // controlPlane is an emulator served on a loopback port.

@@ -18,6 +18,7 @@ import (
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/emulator"
 	"github.com/agentops/agentconnections/internal/devserver"
+	"github.com/agentops/agentconnections/internal/proc"
 )
 
 // sizes are the sizes of one run: the full one, or --quick.
@@ -69,7 +70,7 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 	}
 	defer os.RemoveAll(tmp)
 	h.logf("building the worker binary")
-	if h.workerBin, err = buildWorker(ctx, tmp); err != nil {
+	if h.workerBin, err = proc.BuildWorker(ctx, tmp); err != nil {
 		return nil, err
 	}
 	h.logf("starting a temporal dev server")

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -45,25 +44,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "agent-connections-faults-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	workerBin = filepath.Join(dir, "worker")
-	build := exec.Command("go", "build", "-o", workerBin, "github.com/agentops/agentconnections/worker")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build worker: %v\n%s", err, out)
-		return 1
-	}
-	shared, err = devserver.Start(context.Background(), devserver.Options{})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "start temporal dev server: %v\n", err)
-		return 1
-	}
-	defer shared.Stop()
-	return m.Run()
+	return devserver.RunWithWorker(m, func(s *devserver.Server, bin string) { shared, workerBin = s, bin })
 }
 
 // emuHost serves an emulator from an http.Server on a fixed loopback address, so a case can take

@@ -6,13 +6,10 @@ package integration
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,25 +37,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "agent-connections-integration-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	workerBin = filepath.Join(dir, "worker")
-	build := exec.Command("go", "build", "-o", workerBin, "github.com/agentops/agentconnections/worker")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build worker: %v\n%s", err, out)
-		return 1
-	}
-	server, err = devserver.Start(context.Background(), devserver.Options{})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "start temporal dev server: %v\n", err)
-		return 1
-	}
-	defer server.Stop()
-	return m.Run()
+	return devserver.RunWithWorker(m, func(s *devserver.Server, bin string) { server, workerBin = s, bin })
 }
 
 // stack is one test's emulator, worker and client, on a task queue of its own.

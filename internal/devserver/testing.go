@@ -2,7 +2,11 @@ package devserver
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
+
+	"github.com/agentops/agentconnections/internal/proc"
 )
 
 // ForTest starts a server for a test and stops it when the test ends. A missing temporal CLI fails
@@ -15,4 +19,29 @@ func ForTest(tb testing.TB, opts Options) *Server {
 	}
 	tb.Cleanup(s.Stop)
 	return s
+}
+
+// RunWithWorker is a TestMain for packages that run the worker binary against one shared dev
+// server: it builds the worker into a temporary folder, starts the server, hands both to setup,
+// runs the tests, and stops and removes everything. It returns the exit code for os.Exit.
+func RunWithWorker(m *testing.M, setup func(server *Server, workerBin string)) int {
+	dir, err := os.MkdirTemp("", "agent-connections-tests-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	bin, err := proc.BuildWorker(context.Background(), dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	s, err := Start(context.Background(), Options{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "start temporal dev server: %v\n", err)
+		return 1
+	}
+	defer s.Stop()
+	setup(s, bin)
+	return m.Run()
 }
