@@ -45,7 +45,8 @@ func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 	}
 	return &retryablehttp.Client{
 		HTTPClient: &http.Client{
-			Transport: transport,
+			// Without CloseIdleConnections: see keepPoolTransport.
+			Transport: keepPoolTransport{next: transport},
 			// One request's whole life: connect, headers and body.
 			Timeout: cfg.RequestTimeout,
 			// The API does not redirect; following one could send the key to another host.
@@ -69,6 +70,20 @@ func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 			}
 		},
 	}
+}
+
+// keepPoolTransport is the transport the shared http.Client holds. It passes requests on and
+// deliberately has no CloseIdleConnections method, so the client's CloseIdleConnections does
+// nothing: go-retryablehttp calls it whenever a request gives up (retries exhausted, the context
+// ended during a retry wait), and it would otherwise drop the keep-alive connections every
+// concurrent removal shares, so that a burst of 5xx answers would make every removal reconnect.
+// Nothing else closes idle connections: they time out (IdleConnTimeout) or end with the process.
+type keepPoolTransport struct {
+	next http.RoundTripper
+}
+
+func (t keepPoolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.next.RoundTrip(req)
 }
 
 // timedWait waits for the pacer and reports how long it took.
