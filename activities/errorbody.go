@@ -12,6 +12,9 @@ import (
 // maxExcerpt bounds how much of a body goes into an error message.
 const maxExcerpt = 512
 
+// ellipsis ends every cut text. redactSecrets relies on it to find a credential that a cut split.
+const ellipsis = "…"
+
 // readBody reads at most limit bytes of body and reports whether more was left.
 func readBody(body io.Reader, limit int64) (data []byte, truncated bool, err error) {
 	data, err = io.ReadAll(io.LimitReader(body, limit+1))
@@ -103,7 +106,8 @@ func excerpt(b []byte) string {
 	return clip(strings.ToValidUTF8(string(b), "\uFFFD"))
 }
 
-// clip bounds s to maxExcerpt bytes without splitting a rune and quotes control characters.
+// clip bounds s to maxExcerpt bytes without splitting a rune and quotes control characters. A cut
+// ends with ellipsis; see redactSecrets for why that matters.
 func clip(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
@@ -118,7 +122,7 @@ func clip(s string) string {
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return s[:cut] + "…"
+	return s[:cut] + ellipsis
 }
 
 // clipTo bounds s to limit bytes, the ellipsis included, without splitting a rune.
@@ -126,7 +130,6 @@ func clipTo(s string, limit int) string {
 	if len(s) <= limit {
 		return s
 	}
-	const ellipsis = "…"
 	cut := max(limit-len(ellipsis), 0)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
