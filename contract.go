@@ -56,12 +56,15 @@ const (
 	ErrServerError = "ServerError"
 	// ErrUnavailable: the control plane could not be reached, timed out, or answered 408 (retried).
 	ErrUnavailable = "Unavailable"
+	// ErrAgentNotFound: the control plane answered 404 to the list of an agent's connections. The
+	// agent does not exist there, or LANGSMITH_CONTROL_PLANE_URL lacks the install's path prefix.
+	ErrAgentNotFound = "AgentNotFound"
 )
 
 // NonRetryableErrorTypes lists the failure types that no retry can fix. The workflow puts them in
 // its retry policy's NonRetryableErrorTypes, so even a custom policy cannot retry them.
 func NonRetryableErrorTypes() []string {
-	return []string{ErrInvalidRequest, ErrNotFound, ErrValidation, ErrBadRequest, ErrUnauthorized, ErrUnexpectedStatus}
+	return []string{ErrInvalidRequest, ErrNotFound, ErrValidation, ErrBadRequest, ErrUnauthorized, ErrUnexpectedStatus, ErrAgentNotFound}
 }
 
 // RetryableErrorTypes lists the failure types that are transient and retried by default.

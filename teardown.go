@@ -20,6 +20,10 @@ const (
 	CancelUpdate = "cancel"
 	// RemovalStateQuery returns the RemovalState of a RemoveConnectionWorkflow.
 	RemovalStateQuery = "removal_state"
+	// ReportQuery takes a page number (from 0) and returns a ReportPage of the teardown's
+	// per-connection report. It answers on a running teardown and on its final run after it
+	// closed, for as long as Temporal keeps the history.
+	ReportQuery = "report"
 )
 
 // Teardown defaults and bounds.
@@ -28,12 +32,27 @@ const (
 	DefaultTeardownConcurrency = 10
 	// MaxTeardownConcurrency bounds Concurrency.
 	MaxTeardownConcurrency = 200
-	// MaxTeardownConnections bounds the connections of one teardown (given or listed), so its
-	// input, carried state and result stay under Temporal's 2 MB payload limit.
+	// MaxTeardownConnections bounds the connections of one teardown (given or listed).
 	MaxTeardownConnections = 10_000
+	// MaxGivenConnectionBytes bounds the bytes of the connection_ids a caller gives (the sum of
+	// their lengths): the input travels whole in the start request and again on every
+	// continue-as-new, so it stays under Temporal's 512 KB payload warning. 10,000 UUIDs take
+	// 360,000. Let the teardown list the agent for more.
+	MaxGivenConnectionBytes = 384 << 10
 	// DefaultTeardownMaxHistoryEvents is the history length at which a teardown run continues as
 	// new. Temporal warns at 10,240 events and fails a run at 51,200; a batch costs about six.
 	DefaultTeardownMaxHistoryEvents = 5_000
+	// MinTeardownMaxHistoryEvents is the smallest MaxHistoryEvents accepted: a run's start, its
+	// list and a few batches must fit, so every run makes progress before it continues as new.
+	MinTeardownMaxHistoryEvents = 100
+	// MaxTeardownHistoryBytes is the history size at which a teardown run continues as new,
+	// below Temporal's 10 MB warning and far below its 50 MB limit.
+	MaxTeardownHistoryBytes = 8 << 20
+	// MaxReportBytes bounds the per-connection entries a teardown's result carries, and each page
+	// of the report query, so both stay under Temporal's 512 KB payload warning whatever the IDs
+	// and messages. A result that holds fewer entries than Total says so (ReportTruncated) and the
+	// report query pages the rest.
+	MaxReportBytes = 256 << 10
 	// MaxTeardownRounds bounds how often one connection is tried again after a transient failure.
 	MaxTeardownRounds = 8
 	// MaxOutcomeMessageBytes bounds the failure message kept per connection, so the result of a
@@ -93,13 +112,23 @@ func (in RemoveAgentConnectionsInput) Validate() error {
 	if in.Concurrency < 0 || in.Concurrency > MaxTeardownConcurrency {
 		return fmt.Errorf("concurrency is %d, it must be between 1 and %d", in.Concurrency, MaxTeardownConcurrency)
 	}
+	if in.MaxHistoryEvents != 0 && in.MaxHistoryEvents < MinTeardownMaxHistoryEvents {
+		return fmt.Errorf("max_history_events is %d, it must be 0 (the default, %d) or at least %d",
+			in.MaxHistoryEvents, DefaultTeardownMaxHistoryEvents, MinTeardownMaxHistoryEvents)
+	}
 	if len(in.ConnectionIDs) > MaxTeardownConnections {
 		return fmt.Errorf("%d connection_ids given, the limit is %d", len(in.ConnectionIDs), MaxTeardownConnections)
 	}
+	total := 0
 	for i, id := range in.ConnectionIDs {
 		if err := ValidateID(fmt.Sprintf("connection_ids[%d]", i), id); err != nil {
 			return err
 		}
+		total += len(id)
+	}
+	if total > MaxGivenConnectionBytes {
+		return fmt.Errorf("connection_ids take %d bytes, the limit is %d; leave connection_ids out to remove every connection of the agent",
+			total, MaxGivenConnectionBytes)
 	}
 	return nil
 }
@@ -113,7 +142,8 @@ const (
 	OutcomeRemained = "remained"
 	// OutcomeReappeared means the re-list found a connection the teardown had not seen before.
 	OutcomeReappeared = "reappeared"
-	// OutcomeSkipped means the teardown was cancelled or stopped on an error before it got to it.
+	// OutcomeSkipped means the teardown was cancelled or stopped before it sent this connection
+	// a DELETE; Message says why. A skipped connection was never sent a request.
 	OutcomeSkipped = "skipped"
 )
 
@@ -139,12 +169,30 @@ type RemoveAgentConnectionsResult struct {
 	Reappeared    int  `json:"reappeared"`
 	Skipped       int  `json:"skipped"`
 	Cancelled     bool `json:"cancelled,omitempty"`
+	// StopReason says why the teardown stopped before it tried every connection: cancelled, the
+	// control plane refused the key, or a failure with continue_on_error false. Empty when it
+	// did not stop early.
+	StopReason string `json:"stop_reason,omitempty"`
 	// Verified is true when the teardown listed the agent's connections again after removing and
 	// the counts above include what that check found.
 	Verified bool `json:"verified"`
 	// Runs counts the workflow runs (continue-as-new starts a new one).
 	Runs int `json:"runs"`
-	// Connections has one entry per connection, sorted by ID.
+	// Connections has one entry per connection, sorted by ID, as many as fit in MaxReportBytes.
+	Connections []ConnectionOutcome `json:"connections"`
+	// ReportTruncated is set when Connections holds fewer entries than Total; ReportQuery on the
+	// workflow pages through all of them (ReportPages pages).
+	ReportTruncated bool `json:"report_truncated,omitempty"`
+	// ReportPages is how many pages ReportQuery answers.
+	ReportPages int `json:"report_pages"`
+}
+
+// ReportPage is one page of a teardown's per-connection report, as ReportQuery returns it.
+type ReportPage struct {
+	// Page is the page number asked for; Pages how many there are.
+	Page  int `json:"page"`
+	Pages int `json:"pages"`
+	// Connections are this page's entries, in the order of the result's (sorted by ID).
 	Connections []ConnectionOutcome `json:"connections"`
 }
 
@@ -162,8 +210,13 @@ type TeardownProgress struct {
 	Runs int `json:"runs"`
 }
 
-// TeardownState is the progress a teardown carries into its next run on continue-as-new.
+// TeardownState is the progress a teardown carries into its next run on continue-as-new. The
+// teardown sets it; a first run given one fails with InvalidRequest. When the progress is too
+// large for one payload, Paged is set instead and the next run reads it back from the run before
+// it, page by page.
 type TeardownState struct {
+	// Paged, when set, says the rest of this state is served by an earlier run.
+	Paged *PagedState `json:"paged,omitempty"`
 	// Listed is true once the connections are known (given or listed).
 	Listed bool `json:"listed"`
 	// Given is true when the caller named the connections (the re-list then reports only those).
@@ -174,6 +227,8 @@ type TeardownState struct {
 	Attempts map[string]int `json:"attempts,omitempty"`
 	// Rounds counts the transient failures of pending connections so far (by ID).
 	Rounds map[string]int `json:"rounds,omitempty"`
+	// LastFailure is the failure type of each pending connection's last round (by ID).
+	LastFailure map[string]string `json:"last_failure,omitempty"`
 	// Outcomes are the finished connections.
 	Outcomes []ConnectionOutcome `json:"outcomes"`
 	// Runs counts the runs before this one.
@@ -182,8 +237,20 @@ type TeardownState struct {
 	StartedAt time.Time `json:"started_at"`
 	// Cancelled is set once a cancel was accepted.
 	Cancelled bool `json:"cancelled,omitempty"`
-	// Stopped is set when ContinueOnError is false and a connection failed.
+	// Stopped is set when the teardown stops starting removals for another reason than a cancel.
 	Stopped bool `json:"stopped,omitempty"`
+	// StopReason says why it stopped (see RemoveAgentConnectionsResult.StopReason).
+	StopReason string `json:"stop_reason,omitempty"`
+	// AgentNotFound is set when a list found no agent (only the verification list can leave the
+	// teardown running after that).
+	AgentNotFound bool `json:"agent_not_found,omitempty"`
+}
+
+// PagedState names the run that serves a carried TeardownState too large for one payload.
+type PagedState struct {
+	RunID string `json:"run_id"`
+	Pages int    `json:"pages"`
+	Bytes int    `json:"bytes"`
 }
 
 // ConnectionClaim is what the connection_status query answers: whether the teardown owns the

@@ -37,13 +37,15 @@ const (
 // batchItem is one distinct connection of a batch. id and prior never change once the batch
 // runs; the rest is guarded by batch.mu.
 type batchItem struct {
-	id    string
-	prior int // PriorRequests: requests of earlier teardown rounds
+	id        string
+	prior     int  // PriorRequests: requests of earlier teardown rounds
+	maybeSent bool // MaybeSent: an earlier batch may have sent a request prior does not count
 	// before counts the requests earlier attempts of this activity sent (from the heartbeat),
 	// sent those of this attempt.
 	before, sent int
 	resumed      bool // finished by an earlier attempt
 	state        itemState
+	runID        string // itemDeferred: the standalone removal's run
 	done         ac.ConnectionOutcome
 	transient    TransientFailure
 }
@@ -64,6 +66,7 @@ type batch struct {
 	mu          sync.Mutex
 	next        int // index into queue of the next item to start
 	rateLimited bool
+	refused     bool // a 401/403 came: the key is refused, nothing more is sent
 	retryAfter  time.Duration
 
 	// hbMu makes "take a snapshot, record it" one step, so the last heartbeat recorded is always
@@ -82,7 +85,8 @@ type batch struct {
 //     failed/InvalidRequest with no request.
 //   - Transient: RateLimited, ServerError, Unavailable, with RetryAfter from Retry-After. A 429
 //     stops the batch: nothing new starts, and the connections not yet started are Transient
-//     RateLimited with the same RetryAfter and no new request.
+//     RateLimited with the same RetryAfter, NotSent. A 401 or 403 stops it the same way and sets
+//     Refused: no other connection is sent the refused key.
 //   - Deferred / Busy: with a Coordinator, a standalone RemoveConnectionWorkflow of the
 //     connection is sending its own DELETE (Deferred: wait for it with AwaitStandaloneRemoval) or
 //     still deciding whether the teardown owns the connection (Busy: try again shortly). A
@@ -93,9 +97,13 @@ type batch struct {
 // counted and heartbeated (RemoveConnectionsProgress) before it leaves, and each finished
 // connection is heartbeated, so a retried attempt skips finished connections and keeps the
 // counts. A retried attempt also reads a 404 as already_absent, because the SDK throttles
-// heartbeats and the last count may not have reached the server. On cancellation, nothing new
-// starts, the requests in flight end, and the activity returns the context's error. An invalid
-// agent ID fails the whole batch (InvalidRequest, not retried).
+// heartbeats and the last count may not have reached the server.
+//
+// When the activity context ends (the teardown cancelled the batch, or the worker stops), nothing
+// new starts, the requests already sent run to their answer (their outcome is known, so nothing
+// is sent twice), and the batch returns its result as usual: the connections it did not get to
+// are Transient and NotSent. An invalid agent ID fails the whole batch (InvalidRequest, not
+// retried).
 func (a *Activities) RemoveConnections(ctx context.Context, in RemoveConnectionsInput) (RemoveConnectionsResult, error) {
 	logger := activity.GetLogger(ctx)
 	info := activity.GetInfo(ctx)
@@ -136,10 +144,10 @@ func (a *Activities) RemoveConnections(ctx context.Context, in RemoveConnections
 		"rate_limited", b.rateLimited, "latency_ms", time.Since(start).Milliseconds(),
 	}
 	if err := ctx.Err(); err != nil {
-		logger.Info("connection batch stopped: activity context done", append(fields, "error", err.Error())...)
-		return RemoveConnectionsResult{Done: []ac.ConnectionOutcome{}}, err
+		logger.Info("connection batch stopped early: activity context done", append(fields, "error", err.Error())...)
+	} else {
+		logger.Info("connection batch finished", fields...)
 	}
-	logger.Info("connection batch finished", fields...)
 	return res, nil
 }
 
@@ -153,9 +161,10 @@ func (b *batch) plan(items []BatchItem, progress RemoveConnectionsProgress) {
 	for _, in := range items {
 		if it, dup := byID[in.ConnectionID]; dup {
 			it.prior = max(it.prior, in.PriorRequests)
+			it.maybeSent = it.maybeSent || in.MaybeSent
 			continue
 		}
-		it := &batchItem{id: in.ConnectionID, prior: max(in.PriorRequests, 0)}
+		it := &batchItem{id: in.ConnectionID, prior: max(in.PriorRequests, 0), maybeSent: in.MaybeSent}
 		byID[in.ConnectionID] = it
 		b.items = append(b.items, it)
 	}
@@ -194,7 +203,7 @@ func (b *batch) work() {
 func (b *batch) take() (*batchItem, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.rateLimited || b.ctx.Err() != nil || b.next >= len(b.queue) {
+	if b.halted() || b.next >= len(b.queue) {
 		return nil, false
 	}
 	it := b.queue[b.next]
@@ -202,17 +211,23 @@ func (b *batch) take() (*batchItem, bool) {
 	return it, true
 }
 
-// mayStart reports whether a request may still leave: not after a 429 or the context's end.
+// mayStart reports whether a request may still leave: not after a 429, a refused key or the
+// context's end.
 func (b *batch) mayStart() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return !b.rateLimited && b.ctx.Err() == nil
+	return !b.halted()
+}
+
+// halted is true once nothing more may start. Call it with b.mu held.
+func (b *batch) halted() bool {
+	return b.rateLimited || b.refused || b.ctx.Err() != nil
 }
 
 func (b *batch) process(it *batchItem) {
 	logger := activity.GetLogger(b.ctx)
 	if coord := b.a.coord; coord != nil {
-		state, running, err := coord.RemovalState(b.ctx, b.agentID, it.id, b.since)
+		state, runID, running, err := coord.RemovalState(b.ctx, b.agentID, it.id, b.since)
 		logger.Debug("checked for a standalone removal", "agent_id", b.agentID, "connection_id", it.id,
 			"running", running, "state", state)
 		switch {
@@ -229,7 +244,7 @@ func (b *batch) process(it *batchItem) {
 			})
 			return
 		case running && state == ac.RemovalRemoving:
-			b.finish(it, itemDeferred, nil)
+			b.finish(it, itemDeferred, func() { it.runID = runID })
 			return
 		case running && state != ac.RemovalWaitingForTeardown:
 			b.finish(it, itemBusy, nil)
@@ -248,8 +263,9 @@ func (b *batch) process(it *batchItem) {
 		connectionID:   it.id,
 		missingOK:      b.missingOK,
 		prior:          prior,
-		earlierAttempt: b.earlierAttempt,
+		earlierAttempt: b.earlierAttempt || it.maybeSent,
 		quiet:          true,
+		detach:         true,
 		onSent: func(n int) {
 			b.mu.Lock()
 			it.sent = n
@@ -280,6 +296,9 @@ func (b *batch) process(it *batchItem) {
 			it.done = ac.ConnectionOutcome{
 				ConnectionID: it.id, Outcome: ac.OutcomeFailed, Attempts: res.requests,
 				FailureType: res.errType, Message: outcomeMessage(res.message),
+			}
+			if res.errType == ac.ErrUnauthorized {
+				b.refused = true
 			}
 		})
 	}
@@ -341,7 +360,7 @@ type batchCounts struct {
 func (b *batch) result() (RemoveConnectionsResult, batchCounts) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	res := RemoveConnectionsResult{Done: make([]ac.ConnectionOutcome, 0, len(b.items))}
+	res := RemoveConnectionsResult{Done: make([]ac.ConnectionOutcome, 0, len(b.items)), Refused: b.refused}
 	var c batchCounts
 	for _, it := range b.items {
 		c.requests += it.sent
@@ -361,13 +380,18 @@ func (b *batch) result() (RemoveConnectionsResult, batchCounts) {
 		case itemTransient:
 			res.Transient = append(res.Transient, it.transient)
 		case itemDeferred:
-			res.Deferred = append(res.Deferred, it.id)
+			res.Deferred = append(res.Deferred, DeferredRemoval{ConnectionID: it.id, RunID: it.runID})
 		case itemBusy:
 			res.Busy = append(res.Busy, it.id)
 		case itemPending:
+			// Never started in this attempt (a request that left always ends in another state).
 			t := TransientFailure{ConnectionID: it.id, FailureType: ac.ErrUnavailable, Attempts: it.attempts(),
-				Message: "not attempted in this batch"}
-			if b.rateLimited {
+				Message: "not sent: the batch stopped before it", NotSent: true}
+			switch {
+			case b.refused:
+				t.FailureType = ac.ErrUnauthorized
+				t.Message = "not sent: the control plane refused the key (401/403) in this batch"
+			case b.rateLimited:
 				t.FailureType, t.RetryAfter = ac.ErrRateLimited, ac.Duration(b.retryAfter)
 				t.Message = fmt.Sprintf("not sent: the control plane answered 429 to this batch%s", delayNote(b.retryAfter))
 			}

@@ -16,7 +16,6 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
 	ac "github.com/agentops/agentconnections"
@@ -161,7 +160,6 @@ func TestRemoveConnections_MixedOutcomes(t *testing.T) {
 		"down":       status(503, ""),
 		"down-after": status(503, "", "Retry-After", "12"),
 		"flaky":      sequence(status(503, ""), status(404, `{"detail":"gone"}`)),
-		"denied":     status(403, `{"detail":"forbidden"}`),
 	}
 	type want struct {
 		list     string // done, transient
@@ -185,7 +183,6 @@ func TestRemoveConnections_MixedOutcomes(t *testing.T) {
 			"down":       {list: "transient", errType: ac.ErrServerError, attempts: 3},
 			"down-after": {list: "transient", errType: ac.ErrServerError, attempts: 1, delay: 12 * time.Second},
 			"flaky":      {list: "done", outcome: ac.OutcomeAlreadyAbsent, attempts: 2},
-			"denied":     {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrUnauthorized, attempts: 1, inMsg: "LANGSMITH_TENANT_ID"},
 			"bad/id":     {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrInvalidRequest, attempts: 0},
 		}},
 		{name: "missing_ok true", missingOK: true, want: map[string]want{
@@ -493,45 +490,53 @@ func TestRemoveConnections_HeartbeatsCountBeforeTheRequestLeaves(t *testing.T) {
 	}
 }
 
-// A worker that stops mid-batch leaves the progress in its last heartbeat (the SDK flushes it when
-// the attempt does not complete); the next attempt resumes from it.
-func TestRemoveConnections_CancelThenResume(t *testing.T) {
+// A cancelled batch (the teardown stopped, or the worker stops) starts nothing new, lets the
+// request in flight finish so its outcome is known, and returns what it did.
+func TestRemoveConnections_CancelLetsInFlightFinish(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var hb heartbeats
 	srv := newPerID(status(204, ""), map[string]http.HandlerFunc{
-		"c3": func(_ http.ResponseWriter, r *http.Request) {
+		"c3": func(w http.ResponseWriter, _ *http.Request) {
 			cancel()
-			<-r.Context().Done() // the client gives up when the activity context ends
+			time.Sleep(50 * time.Millisecond) // answers after the activity context ended
+			w.WriteHeader(http.StatusNoContent)
 		},
 	})
 	f := newFixture(t, srv.ServeHTTP)
 	f.env.SetWorkerOptions(worker.Options{BackgroundActivityContext: ctx})
-	hb.listen(t, f)
 	in := RemoveConnectionsInput{AgentID: "agent-1", Parallelism: 1, Items: items("c1", "c2", "c3", "c4", "c5")}
-	_, err := f.removeBatch(t, in)
-	if err == nil {
-		t.Fatal("got no error, want the cancellation")
-	}
-	var canceled *temporal.CanceledError
-	if !errors.As(err, &canceled) && !strings.Contains(err.Error(), context.Canceled.Error()) {
-		t.Errorf("got error %v, want a cancellation", err)
+	res, err := f.removeBatch(t, in)
+	if err != nil {
+		t.Fatalf("got error %v, want the batch's result", err)
 	}
 	for id, want := range map[string]int{"c1": 1, "c2": 1, "c3": 1, "c4": 0, "c5": 0} {
 		if got := srv.count(id); got != want {
 			t.Errorf("got %d requests for %s, want %d (none after the cancellation)", got, id, want)
 		}
 	}
-	last := hb.last()
-	wantLast := RemoveConnectionsProgress{
+	wantDone := []ac.ConnectionOutcome{
+		{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1},
+		{ConnectionID: "c2", Outcome: ac.OutcomeRemoved, Attempts: 1},
+		{ConnectionID: "c3", Outcome: ac.OutcomeRemoved, Attempts: 1}, // in flight at the cancel
+	}
+	if !reflect.DeepEqual(res.Done, wantDone) {
+		t.Errorf("got done %+v, want %+v", res.Done, wantDone)
+	}
+	if len(res.Transient) != 2 || !res.Transient[0].NotSent || !res.Transient[1].NotSent {
+		t.Errorf("got transient %+v, want c4 and c5 not sent", res.Transient)
+	}
+}
+
+// A worker killed mid-batch leaves the progress in its last heartbeat; the next attempt resumes
+// from it.
+func TestRemoveConnections_ResumesFromLastHeartbeat(t *testing.T) {
+	in := RemoveConnectionsInput{AgentID: "agent-1", Parallelism: 1, Items: items("c1", "c2", "c3", "c4", "c5")}
+	last := RemoveConnectionsProgress{
 		Requests: map[string]int{"c1": 1, "c2": 1, "c3": 1},
 		Done: []ac.ConnectionOutcome{
 			{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1},
 			{ConnectionID: "c2", Outcome: ac.OutcomeRemoved, Attempts: 1},
 		},
-	}
-	if !reflect.DeepEqual(last, wantLast) {
-		t.Fatalf("got last heartbeat %+v, want %+v", last, wantLast)
 	}
 
 	// The next attempt, on a control plane where everything is gone.
@@ -558,6 +563,33 @@ func TestRemoveConnections_CancelThenResume(t *testing.T) {
 	}
 	if srv2.count("c1")+srv2.count("c2") != 0 {
 		t.Errorf("got requests for finished connections, want none")
+	}
+}
+
+// A 401 or 403 refuses the key for every connection: the batch starts nothing more and says so.
+func TestRemoveConnections_RefusedKeyStopsTheBatch(t *testing.T) {
+	srv := newPerID(status(204, ""), map[string]http.HandlerFunc{
+		"c2": status(403, `{"detail":"forbidden"}`),
+	})
+	f := newFixture(t, srv.ServeHTTP)
+	res, err := f.removeBatch(t, RemoveConnectionsInput{AgentID: "agent-1", Parallelism: 1, Items: items("c1", "c2", "c3", "c4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Refused {
+		t.Error("got refused false, want true")
+	}
+	done := outcomesByID(res)
+	if o := done["c2"]; o.Outcome != ac.OutcomeFailed || o.FailureType != ac.ErrUnauthorized || !strings.Contains(o.Message, "LANGSMITH_TENANT_ID") {
+		t.Errorf("got c2 %+v, want failed Unauthorized naming the credential to check", o)
+	}
+	for _, id := range []string{"c3", "c4"} {
+		if n := srv.count(id); n != 0 {
+			t.Errorf("got %d requests for %s after the 403, want 0", n, id)
+		}
+	}
+	if len(res.Transient) != 2 || !res.Transient[0].NotSent || res.Transient[0].FailureType != ac.ErrUnauthorized {
+		t.Errorf("got transient %+v, want c3 and c4 not sent, type Unauthorized", res.Transient)
 	}
 }
 
@@ -620,6 +652,7 @@ type fakeCoordinator struct {
 	// await answers AwaitRemoval.
 	await      func(ctx context.Context) (ac.RemoveConnectionResult, error)
 	awaitCalls atomic.Int64
+	awaitedRun string // the run ID AwaitRemoval was last asked for
 }
 
 type claimAnswer struct {
@@ -628,19 +661,29 @@ type claimAnswer struct {
 	err     error
 }
 
-func (c *fakeCoordinator) RemovalState(_ context.Context, _, connectionID string, _ time.Time) (string, bool, error) {
+func (c *fakeCoordinator) RemovalState(_ context.Context, _, connectionID string, _ time.Time) (string, string, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stateErr != nil {
-		return "", false, c.stateErr
+		return "", "", false, c.stateErr
 	}
 	st, ok := c.states[connectionID]
-	return st, ok, nil
+	if !ok {
+		return "", "", false, nil
+	}
+	return st, "run-" + connectionID, true, nil
 }
 
-func (c *fakeCoordinator) AwaitRemoval(ctx context.Context, _, _ string) (ac.RemoveConnectionResult, error) {
+func (c *fakeCoordinator) AwaitRemoval(ctx context.Context, _, _, runID string) (ac.RemoveConnectionResult, error) {
 	c.awaitCalls.Add(1)
+	c.mu.Lock()
+	c.awaitedRun = runID
+	c.mu.Unlock()
 	return c.await(ctx)
+}
+
+func (c *fakeCoordinator) CarriedStatePage(context.Context, string, string, int) ([]byte, error) {
+	return nil, errors.New("no carried state here")
 }
 
 func (c *fakeCoordinator) TeardownClaim(_ context.Context, _, _ string) (ac.ConnectionClaim, bool, error) {
@@ -682,7 +725,7 @@ func TestRemoveConnections_Coordination(t *testing.T) {
 	if want := []string{"alone", "waiting"}; !reflect.DeepEqual(done, want) {
 		t.Errorf("got done %q, want %q", done, want)
 	}
-	if want := []string{"removing"}; !reflect.DeepEqual(res.Deferred, want) {
+	if want := []DeferredRemoval{{ConnectionID: "removing", RunID: "run-removing"}}; !reflect.DeepEqual(res.Deferred, want) {
 		t.Errorf("got deferred %q, want %q", res.Deferred, want)
 	}
 	if want := []string{"checking", "unknown"}; !reflect.DeepEqual(res.Busy, want) {

@@ -22,17 +22,18 @@ import (
 type Coordinator interface {
 	// RemovalState reports whether RemoveConnectionWorkflow with ID
 	// ac.RemoveConnectionWorkflowID(agentID, connectionID) is running and, if so, its
-	// ac.RemovalStateQuery answer.
+	// ac.RemovalStateQuery answer and the run that gave it.
 	//
 	// A removal that completed after since reads as running in state ac.RemovalRemoving: it
 	// removed the connection while the teardown ran, so the teardown takes its outcome (through
 	// AwaitRemoval, which returns at once) instead of sending a second DELETE.
-	RemovalState(ctx context.Context, agentID, connectionID string, since time.Time) (state string, running bool, err error)
-	// AwaitRemoval waits for that workflow's result (its latest run). A failed removal returns an
+	RemovalState(ctx context.Context, agentID, connectionID string, since time.Time) (state, runID string, running bool, err error)
+	// AwaitRemoval waits for the result of that workflow's run runID (the latest run when runID
+	// is empty), so a removal started after the one described is not mistaken for it. A failed removal returns an
 	// error from which errors.As finds its *temporal.ApplicationError; a workflow that does not
 	// exist or ended without a result (terminated, cancelled, timed out) returns an error wrapping
 	// ErrRemovalNotRunning.
-	AwaitRemoval(ctx context.Context, agentID, connectionID string) (ac.RemoveConnectionResult, error)
+	AwaitRemoval(ctx context.Context, agentID, connectionID, runID string) (ac.RemoveConnectionResult, error)
 	// TeardownClaim reports whether ac.RemoveAgentConnectionsWorkflowID(agentID) is running and,
 	// if so, its ac.ConnectionStatusQuery answer for connectionID.
 	TeardownClaim(ctx context.Context, agentID, connectionID string) (claim ac.ConnectionClaim, running bool, err error)
@@ -41,6 +42,9 @@ type Coordinator interface {
 	// connection. A removal that waited on a teardown uses it when the teardown ends between two
 	// polls, so it takes that outcome instead of sending a second DELETE.
 	FinishedTeardownOutcome(ctx context.Context, agentID, connectionID string) (*ac.ConnectionOutcome, error)
+	// CarriedStatePage returns page `page` of the state teardown run runID of workflowID carried
+	// into continue-as-new (that run answers it through its carried-state query after it closed).
+	CarriedStatePage(ctx context.Context, workflowID, runID string, page int) ([]byte, error)
 }
 
 // ErrRemovalNotRunning is wrapped by AwaitRemoval when there is no standalone removal to take a
@@ -57,18 +61,22 @@ type TemporalCoordinator struct {
 var _ Coordinator = TemporalCoordinator{}
 
 // RemovalState describes the standalone removal's workflow and, when it runs, queries its state.
-func (c TemporalCoordinator) RemovalState(ctx context.Context, agentID, connectionID string, since time.Time) (string, bool, error) {
+func (c TemporalCoordinator) RemovalState(ctx context.Context, agentID, connectionID string, since time.Time) (string, string, bool, error) {
 	var st ac.RemovalState
 	running, desc, err := c.queryRunning(ctx, ac.RemoveConnectionWorkflowID(agentID, connectionID), ac.RemovalStateQuery, &st)
+	runID := ""
+	if desc != nil {
+		runID = desc.WorkflowExecution.RunID
+	}
 	if err == nil && !running && desc != nil && !since.IsZero() &&
 		desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED &&
 		desc.WorkflowCloseTime != nil && desc.WorkflowCloseTime.After(since) {
-		return ac.RemovalRemoving, true, nil
+		return ac.RemovalRemoving, runID, true, nil
 	}
 	if err != nil || !running {
-		return "", false, err
+		return "", "", false, err
 	}
-	return st.State, true, nil
+	return st.State, runID, true, nil
 }
 
 // TeardownClaim describes the agent's teardown workflow and, when it runs, asks it about the connection.
@@ -99,26 +107,68 @@ func (c TemporalCoordinator) FinishedTeardownOutcome(ctx context.Context, agentI
 	if desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		return nil, nil
 	}
+	runID := desc.WorkflowExecution.RunID
 	var res ac.RemoveAgentConnectionsResult
-	if err := c.Client.GetWorkflow(ctx, id, desc.WorkflowExecution.RunID).Get(ctx, &res); err != nil {
+	if err := c.Client.GetWorkflow(ctx, id, runID).Get(ctx, &res); err != nil {
 		return nil, fmt.Errorf("read the result of workflow %s: %w", id, err)
 	}
-	for _, o := range res.Connections {
-		if o.ConnectionID == connectionID {
-			return &o, nil
+	if o := findOutcome(res.Connections, connectionID); o != nil || !res.ReportTruncated {
+		return o, nil
+	}
+	// The result holds the first entries only; the report query pages them all.
+	for page := 0; page < res.ReportPages; page++ {
+		var rp ac.ReportPage
+		resp, err := c.Client.QueryWorkflow(ctx, id, runID, ac.ReportQuery, page)
+		if err == nil {
+			err = resp.Get(&rp)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read page %d of the report of workflow %s: %w", page, id, err)
+		}
+		if o := findOutcome(rp.Connections, connectionID); o != nil {
+			return o, nil
 		}
 	}
 	return nil, nil
 }
 
+func findOutcome(outcomes []ac.ConnectionOutcome, connectionID string) *ac.ConnectionOutcome {
+	for _, o := range outcomes {
+		if o.ConnectionID == connectionID {
+			return &o
+		}
+	}
+	return nil
+}
+
+// CarriedStatePageQuery is the query a closed teardown run answers with a page of the state it
+// carried into continue-as-new. Only the next run of the teardown asks it.
+const CarriedStatePageQuery = "carried_state_page"
+
+// CarriedStatePage asks the closed run for one page of its carried state.
+func (c TemporalCoordinator) CarriedStatePage(ctx context.Context, workflowID, runID string, page int) ([]byte, error) {
+	if c.Client == nil {
+		return nil, errNoClient
+	}
+	resp, err := c.Client.QueryWorkflow(ctx, workflowID, runID, CarriedStatePageQuery, page)
+	if err != nil {
+		return nil, fmt.Errorf("query the carried state of workflow %s run %s: %w", workflowID, runID, err)
+	}
+	var b []byte
+	if err := resp.Get(&b); err != nil {
+		return nil, fmt.Errorf("decode the carried state of workflow %s run %s: %w", workflowID, runID, err)
+	}
+	return b, nil
+}
+
 // AwaitRemoval waits for the standalone removal's result.
-func (c TemporalCoordinator) AwaitRemoval(ctx context.Context, agentID, connectionID string) (ac.RemoveConnectionResult, error) {
+func (c TemporalCoordinator) AwaitRemoval(ctx context.Context, agentID, connectionID, runID string) (ac.RemoveConnectionResult, error) {
 	var res ac.RemoveConnectionResult
 	if c.Client == nil {
 		return res, errNoClient
 	}
 	id := ac.RemoveConnectionWorkflowID(agentID, connectionID)
-	err := c.Client.GetWorkflow(ctx, id, "").Get(ctx, &res)
+	err := c.Client.GetWorkflow(ctx, id, runID).Get(ctx, &res)
 	if err == nil {
 		return res, nil
 	}
@@ -276,14 +326,18 @@ func (a *Activities) AwaitTeardownOutcome(ctx context.Context, ref ConnectionRef
 	}
 }
 
-// AwaitStandaloneRemoval waits for the standalone RemoveConnectionWorkflow of the connection,
-// heartbeating every few seconds, and returns its outcome for the teardown: success gives that
-// removal's outcome with Attempts 0 (the teardown sent nothing); a failure gives outcome "failed"
-// with the failure's type and a clipped message. When there is no result to take (no
-// coordinator, the workflow is gone, or it ended terminated, cancelled or timed out) the outcome
-// is EMPTY: the teardown must then remove the connection itself. Other errors are retryable,
-// type Unavailable.
-func (a *Activities) AwaitStandaloneRemoval(ctx context.Context, ref ConnectionRef) (ac.ConnectionOutcome, error) {
+// AwaitStandaloneRemoval waits for run in.RunID of the standalone RemoveConnectionWorkflow of the
+// connection (the run the batch described; the latest when empty), heartbeating every few
+// seconds, and returns its outcome for the teardown: success gives that removal's outcome with
+// Attempts 0 (the teardown sent nothing); a failure gives outcome "failed" with the failure's type
+// and a clipped message. The teardown's own missing_ok decides what an absent connection is: a
+// removal that found it absent on its first request is failed/NotFound for a teardown with
+// missing_ok false, and a NotFound failure is already_absent for one with missing_ok true. When
+// there is no result to take (no coordinator, the workflow is gone, or it ended terminated,
+// cancelled or timed out) the outcome is EMPTY: the teardown must then remove the connection
+// itself. Other errors are retryable, type Unavailable.
+func (a *Activities) AwaitStandaloneRemoval(ctx context.Context, in ConnectionAwait) (ac.ConnectionOutcome, error) {
+	ref := ConnectionRef{AgentID: in.AgentID, ConnectionID: in.ConnectionID}
 	out := ac.ConnectionOutcome{ConnectionID: ref.ConnectionID}
 	if err := validateIDs(ref.AgentID, ref.ConnectionID); err != nil {
 		return out, failure(err.Error(), ac.ErrInvalidRequest, false, 0, 0, 0)
@@ -299,7 +353,7 @@ func (a *Activities) AwaitStandaloneRemoval(ctx context.Context, ref ConnectionR
 	defer cancel()
 	answers := make(chan answer, 1)
 	go func() {
-		res, err := a.coord.AwaitRemoval(waitCtx, ref.AgentID, ref.ConnectionID)
+		res, err := a.coord.AwaitRemoval(waitCtx, ref.AgentID, ref.ConnectionID, in.RunID)
 		answers <- answer{res, err}
 	}()
 
@@ -320,18 +374,24 @@ func (a *Activities) AwaitStandaloneRemoval(ctx context.Context, ref ConnectionR
 		case <-ticker.C:
 			activity.RecordHeartbeat(ctx)
 		case ans := <-answers:
-			return a.standaloneOutcome(ctx, ref, ans.res, ans.err)
+			return a.standaloneOutcome(ctx, in, ans.res, ans.err)
 		}
 	}
 }
 
 // standaloneOutcome turns the standalone removal's result into the teardown's outcome.
-func (a *Activities) standaloneOutcome(ctx context.Context, ref ConnectionRef, res ac.RemoveConnectionResult, err error) (ac.ConnectionOutcome, error) {
+func (a *Activities) standaloneOutcome(ctx context.Context, in ConnectionAwait, res ac.RemoveConnectionResult, err error) (ac.ConnectionOutcome, error) {
 	logger := activity.GetLogger(ctx)
+	ref := ConnectionRef{AgentID: in.AgentID, ConnectionID: in.ConnectionID}
 	out := ac.ConnectionOutcome{ConnectionID: ref.ConnectionID}
 	fields := []any{"agent_id", ref.AgentID, "connection_id", ref.ConnectionID}
 	var appErr *temporal.ApplicationError
 	switch {
+	case err == nil && res.Outcome == ac.OutcomeAlreadyAbsent && !in.MissingOK && res.Attempts == 1:
+		// Absent before anyone removed it, and this teardown does not accept that.
+		out.Outcome, out.FailureType = ac.OutcomeFailed, ac.ErrNotFound
+		out.Message = "a standalone removal found the connection absent on its first request (missing_ok is false)"
+		logger.Info("standalone removal found the connection absent", fields...)
 	case err == nil && (res.Outcome == ac.OutcomeRemoved || res.Outcome == ac.OutcomeAlreadyAbsent):
 		out.Outcome = res.Outcome
 		logger.Info("standalone removal finished the connection", append(fields, "outcome", res.Outcome)...)
@@ -339,6 +399,9 @@ func (a *Activities) standaloneOutcome(ctx context.Context, ref ConnectionRef, r
 		logger.Warn("standalone removal gave an unknown outcome; the teardown removes the connection itself", append(fields, "outcome", res.Outcome)...)
 	case errors.Is(err, ErrRemovalNotRunning):
 		logger.Info("no standalone removal result; the teardown removes the connection itself", append(fields, "reason", err.Error())...)
+	case errors.As(err, &appErr) && appErr.Type() == ac.ErrNotFound && in.MissingOK:
+		out.Outcome = ac.OutcomeAlreadyAbsent
+		logger.Info("standalone removal found the connection absent", fields...)
 	case errors.As(err, &appErr):
 		out.Outcome = ac.OutcomeFailed
 		out.FailureType = appErr.Type()
@@ -348,6 +411,23 @@ func (a *Activities) standaloneOutcome(ctx context.Context, ref ConnectionRef, r
 		return out, a.coordinationFailure(ctx, "wait for the standalone removal", ref, err)
 	}
 	return out, nil
+}
+
+// LoadCarriedState returns one page of the state a teardown run carried into continue-as-new
+// when it was too large for the continue-as-new input (see workflows). Errors are retryable,
+// type Unavailable.
+func (a *Activities) LoadCarriedState(ctx context.Context, in CarriedStateInput) ([]byte, error) {
+	if a.coord == nil {
+		return nil, failure("no coordinator to read a carried teardown state with", ac.ErrUnavailable, true, 0, 0, 0)
+	}
+	b, err := a.coord.CarriedStatePage(ctx, in.WorkflowID, in.RunID, in.Page)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, failure(err.Error(), ac.ErrUnavailable, true, 0, 0, 0)
+	}
+	return b, nil
 }
 
 // coordinationFailure is the error of an activity that could not ask Temporal about the other

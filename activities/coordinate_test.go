@@ -150,6 +150,7 @@ func TestAwaitStandaloneRemoval(t *testing.T) {
 		wantInMsg   string
 		wantMaxMsg  int
 		wantNoCalls bool
+		strict      bool // the teardown's missing_ok is false
 	}{
 		{
 			name: "removed",
@@ -164,6 +165,39 @@ func TestAwaitStandaloneRemoval(t *testing.T) {
 				return ac.RemoveConnectionResult{Outcome: ac.OutcomeAlreadyAbsent, Attempts: 1}, nil
 			},
 			want: ac.ConnectionOutcome{ConnectionID: "conn-1", Outcome: ac.OutcomeAlreadyAbsent},
+		},
+		{
+			name: "absent on its first request fails a strict teardown NotFound",
+			await: func(context.Context) (ac.RemoveConnectionResult, error) {
+				return ac.RemoveConnectionResult{Outcome: ac.OutcomeAlreadyAbsent, Attempts: 1}, nil
+			},
+			strict:    true,
+			want:      ac.ConnectionOutcome{ConnectionID: "conn-1", Outcome: ac.OutcomeFailed, FailureType: ac.ErrNotFound},
+			wantInMsg: "missing_ok is false",
+		},
+		{
+			name: "absent after an earlier request stays already_absent for a strict teardown",
+			await: func(context.Context) (ac.RemoveConnectionResult, error) {
+				return ac.RemoveConnectionResult{Outcome: ac.OutcomeAlreadyAbsent, Attempts: 2}, nil
+			},
+			strict: true,
+			want:   ac.ConnectionOutcome{ConnectionID: "conn-1", Outcome: ac.OutcomeAlreadyAbsent},
+		},
+		{
+			name: "a NotFound removal is already_absent for a teardown with missing_ok",
+			await: func(context.Context) (ac.RemoveConnectionResult, error) {
+				return ac.RemoveConnectionResult{}, fmt.Errorf("workflow failed: %w", temporal.NewNonRetryableApplicationError("404", ac.ErrNotFound, nil))
+			},
+			want: ac.ConnectionOutcome{ConnectionID: "conn-1", Outcome: ac.OutcomeAlreadyAbsent},
+		},
+		{
+			name: "a NotFound removal stays failed for a strict teardown",
+			await: func(context.Context) (ac.RemoveConnectionResult, error) {
+				return ac.RemoveConnectionResult{}, fmt.Errorf("workflow failed: %w", temporal.NewNonRetryableApplicationError("404", ac.ErrNotFound, nil))
+			},
+			strict:    true,
+			want:      ac.ConnectionOutcome{ConnectionID: "conn-1", Outcome: ac.OutcomeFailed, FailureType: ac.ErrNotFound},
+			wantInMsg: "standalone removal failed: 404",
 		},
 		{
 			name: "failed keeps its type, message clipped",
@@ -193,7 +227,8 @@ func TestAwaitStandaloneRemoval(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			coord := &fakeCoordinator{await: tt.await}
 			f := newFixture(t, status(204, ""), withCoordinator(coord))
-			val, err := f.env.ExecuteActivity(f.acts.AwaitStandaloneRemoval, ref)
+			in := ConnectionAwait{AgentID: ref.AgentID, ConnectionID: ref.ConnectionID, RunID: "run-7", MissingOK: !tt.strict}
+			val, err := f.env.ExecuteActivity(f.acts.AwaitStandaloneRemoval, in)
 			if tt.wantType != "" {
 				if appErr := appError(t, err); appErr.Type() != tt.wantType || appErr.NonRetryable() {
 					t.Errorf("got type %q non-retryable %t, want retryable %q", appErr.Type(), appErr.NonRetryable(), tt.wantType)
@@ -220,6 +255,9 @@ func TestAwaitStandaloneRemoval(t *testing.T) {
 			if n := f.requests.Load(); n != 0 {
 				t.Errorf("got %d HTTP requests, want 0", n)
 			}
+			if coord.awaitedRun != "run-7" {
+				t.Errorf("got AwaitRemoval for run %q, want the described run-7", coord.awaitedRun)
+			}
 		})
 	}
 }
@@ -237,7 +275,7 @@ func TestAwaitStandaloneRemoval_HeartbeatsWhileWaiting(t *testing.T) {
 	f.acts.waitHeartbeat = 5 * time.Millisecond
 	var beats atomic.Int64
 	f.env.SetOnActivityHeartbeatListener(func(*activity.Info, converter.EncodedValues) { beats.Add(1) })
-	if _, err := f.env.ExecuteActivity(f.acts.AwaitStandaloneRemoval, ref); err != nil {
+	if _, err := f.env.ExecuteActivity(f.acts.AwaitStandaloneRemoval, ConnectionAwait{AgentID: ref.AgentID, ConnectionID: ref.ConnectionID}); err != nil {
 		t.Fatal(err)
 	}
 	// The SDK sends the first heartbeat at once and batches the rest; at least one must arrive.
@@ -248,7 +286,7 @@ func TestAwaitStandaloneRemoval_HeartbeatsWhileWaiting(t *testing.T) {
 
 func TestAwaitStandaloneRemoval_NoCoordinatorIsEmpty(t *testing.T) {
 	f := newFixture(t, status(204, ""))
-	val, err := f.env.ExecuteActivity(f.acts.AwaitStandaloneRemoval, ref)
+	val, err := f.env.ExecuteActivity(f.acts.AwaitStandaloneRemoval, ConnectionAwait{AgentID: ref.AgentID, ConnectionID: ref.ConnectionID})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -13,13 +14,15 @@ import (
 	ac "github.com/agentops/agentconnections"
 )
 
-// ListConnections sends GET /v2/auth/agents/{agent_id}/connections and returns the connection IDs
-// in the control plane's order, duplicates dropped (the first kept). The agent ID is checked as
-// RemoveConnection checks it, and failures are classified by the same status table.
+// ListConnections sends GET /v2/auth/agents/{agent_id}/connections and returns one page of the
+// distinct connection IDs, sorted: those after in.After, as many as fit in in.MaxBytes. The API
+// does not page, so each page lists the agent again; sorted pages still return every connection
+// that stays listed exactly once. The agent ID is checked as RemoveConnection checks it, and
+// failures are classified by the same status table.
 //
-// A 404 returns an empty list with AgentNotFound set rather than a failure: a teardown asks "make
-// sure this agent has no connections left", and an agent the control plane does not know has
-// none. (The emulator answers an unknown agent with an empty 200.)
+// A 404 fails with type AgentNotFound, not retried: the agent does not exist, or the control-plane
+// URL lacks the install's path prefix. Reading it as "no connections" would let a caller take a
+// teardown that removed nothing for a finished one.
 //
 // A 200 whose body cannot be trusted (not JSON, no "data" list, an entry without a string "id",
 // an id that ValidateID refuses, more than MaxTeardownConnections IDs, or a body over
@@ -29,6 +32,11 @@ func (a *Activities) ListConnections(ctx context.Context, in ListConnectionsInpu
 	logger := activity.GetLogger(ctx)
 	info := activity.GetInfo(ctx)
 	result := ListConnectionsResult{ConnectionIDs: []string{}}
+	if in.After != "" {
+		if err := ac.ValidateID("after", in.After); err != nil {
+			return result, failure(err.Error(), ac.ErrInvalidRequest, false, 0, 0, 0)
+		}
+	}
 
 	if err := ac.ValidateID("agent_id", in.AgentID); err != nil {
 		logger.Warn("refused connection list before any request", "error", err.Error())
@@ -68,20 +76,46 @@ func (a *Activities) ListConnections(ctx context.Context, in ListConnectionsInpu
 			logger.Warn("connection list unreadable", append(fields, "failure_type", ac.ErrUnexpectedStatus)...)
 			return result, failure(msg, ac.ErrUnexpectedStatus, false, resp.StatusCode, requests, 0)
 		}
-		result.ConnectionIDs = ids
-		logger.Info("connections listed", append(fields, "connections", len(ids))...)
+		result = listPage(ids, in.After, in.MaxBytes)
+		logger.Info("connections listed", append(fields, "connections", len(ids), "page", len(result.ConnectionIDs), "more", result.More)...)
 		return result, nil
 	case http.StatusNotFound:
 		body, truncated, _ := readBody(resp.Body, DefaultBodyLimit)
-		result.AgentNotFound = true
-		logger.Warn("agent not found: listing no connections (check LANGSMITH_CONTROL_PLANE_URL if the agent exists)",
-			append(fields, "latency_ms", time.Since(start).Milliseconds(), "detail", a.redact(describeErrorBody(body, truncated)))...)
-		return result, nil
+		msg := fmt.Sprintf("control plane answered 404 Not Found to GET %s after %d request(s): agent %q not found; "+
+			"if it exists, check that LANGSMITH_CONTROL_PLANE_URL carries the install's path prefix: %s",
+			RouteConnections, requests, in.AgentID, a.redact(describeErrorBody(body, truncated)))
+		logger.Warn("agent not found", append(fields, "latency_ms", time.Since(start).Milliseconds(), "failure_type", ac.ErrAgentNotFound)...)
+		return result, failure(msg, ac.ErrAgentNotFound, false, resp.StatusCode, requests, 0)
 	}
 
 	f := a.classify(resp, requests)
 	logger.Warn("connection list failed", append(fields, "latency_ms", time.Since(start).Milliseconds(), "failure_type", f.errType, "retryable", f.retryable)...)
 	return result, failure(f.message, f.errType, f.retryable, resp.StatusCode, requests, f.nextDelay)
+}
+
+// listPage is the page of ids (distinct) sorted after `after`, at most maxBytes of IDs but never
+// empty while any remain.
+func listPage(ids []string, after string, maxBytes int) ListConnectionsResult {
+	if maxBytes <= 0 {
+		maxBytes = DefaultListPageBytes
+	}
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	start, _ := slices.BinarySearch(sorted, after)
+	if start < len(sorted) && after != "" && sorted[start] == after {
+		start++
+	}
+	res := ListConnectionsResult{ConnectionIDs: []string{}, Listed: len(ids)}
+	size := 0
+	for _, id := range sorted[start:] {
+		if len(res.ConnectionIDs) > 0 && size+len(id) > maxBytes {
+			res.More = true
+			break
+		}
+		size += len(id)
+		res.ConnectionIDs = append(res.ConnectionIDs, id)
+	}
+	return res
 }
 
 // listBody is the part of AgentConnectionListResponse the teardown needs.

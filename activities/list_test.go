@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,13 +34,11 @@ func TestListConnections_Success(t *testing.T) {
 		name         string
 		handler      http.HandlerFunc
 		wantIDs      []string
-		wantNotFound bool
 		wantRequests int64
 	}{
-		{name: "order kept", handler: status(200, `{"data":[`+fmt.Sprintf(fullEntry, "c3")+`,`+fmt.Sprintf(fullEntry, "c1")+`,`+fmt.Sprintf(fullEntry, "c2")+`]}`), wantIDs: []string{"c3", "c1", "c2"}, wantRequests: 1},
-		{name: "duplicates dropped, first kept", handler: status(200, `{"data":[{"id":"c2"},{"id":"c1"},{"id":"c2"},{"id":"c3"},{"id":"c1"}]}`), wantIDs: []string{"c2", "c1", "c3"}, wantRequests: 1},
+		{name: "sorted", handler: status(200, `{"data":[`+fmt.Sprintf(fullEntry, "c3")+`,`+fmt.Sprintf(fullEntry, "c1")+`,`+fmt.Sprintf(fullEntry, "c2")+`]}`), wantIDs: []string{"c1", "c2", "c3"}, wantRequests: 1},
+		{name: "duplicates dropped", handler: status(200, `{"data":[{"id":"c2"},{"id":"c1"},{"id":"c2"},{"id":"c3"},{"id":"c1"}]}`), wantIDs: []string{"c1", "c2", "c3"}, wantRequests: 1},
 		{name: "empty", handler: status(200, `{"data":[]}`), wantIDs: []string{}, wantRequests: 1},
-		{name: "unknown agent is an empty list", handler: status(404, `{"detail":"Agent agent-1 not found."}`), wantIDs: []string{}, wantNotFound: true, wantRequests: 1},
 		{name: "503 then 200 in process", handler: sequence(status(503, ""), status(200, `{"data":[{"id":"c1"}]}`)), wantIDs: []string{"c1"}, wantRequests: 2},
 	}
 	for _, tt := range tests {
@@ -52,13 +51,59 @@ func TestListConnections_Success(t *testing.T) {
 			if !reflect.DeepEqual(res.ConnectionIDs, tt.wantIDs) {
 				t.Errorf("got ids %q, want %q", res.ConnectionIDs, tt.wantIDs)
 			}
-			if res.AgentNotFound != tt.wantNotFound {
-				t.Errorf("got agent_not_found %t, want %t", res.AgentNotFound, tt.wantNotFound)
-			}
 			if got := f.requests.Load(); got != tt.wantRequests {
 				t.Errorf("got %d requests, want %d", got, tt.wantRequests)
 			}
 		})
+	}
+}
+
+// The list is paged by byte budget over sorted IDs, so no page nears the payload limit however
+// long the IDs; every ID comes back exactly once.
+func TestListConnections_PagesByBytes(t *testing.T) {
+	var body strings.Builder
+	body.WriteString(`{"data":[`)
+	var want []string
+	for i := range 40 {
+		id := fmt.Sprintf("c%03d-%s", 39-i, strings.Repeat("x", 200))
+		want = append(want, id)
+		if i > 0 {
+			body.WriteString(",")
+		}
+		fmt.Fprintf(&body, `{"id":%q}`, id)
+	}
+	body.WriteString(`]}`)
+	slices.Sort(want)
+	f := newFixture(t, status(200, body.String()))
+	var got []string
+	after, pages := "", 0
+	for {
+		val, err := f.env.ExecuteActivity(f.acts.ListConnections, ListConnectionsInput{AgentID: "agent-1", After: after, MaxBytes: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res ListConnectionsResult
+		if err := val.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if size := len(strings.Join(res.ConnectionIDs, "")); size > 1000 {
+			t.Errorf("got a %d-byte page, want at most 1000", size)
+		}
+		if res.Listed != 40 {
+			t.Errorf("got listed %d, want 40", res.Listed)
+		}
+		got = append(got, res.ConnectionIDs...)
+		if !res.More {
+			break
+		}
+		after = res.ConnectionIDs[len(res.ConnectionIDs)-1]
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %d ids over %d pages, want the 40 sorted once each", len(got), pages)
+	}
+	if pages < 8 {
+		t.Errorf("got %d pages, want at least 8 for 40 IDs of 205 bytes in 1000-byte pages", pages)
 	}
 }
 
@@ -105,6 +150,9 @@ func TestListConnections_StatusTable(t *testing.T) {
 		{name: "500", handler: status(500, ""), wantType: ac.ErrServerError, wantRetryable: true, wantRequests: 1},
 		{name: "503 retried in process", handler: status(503, ""), wantType: ac.ErrServerError, wantRetryable: true, wantRequests: 3},
 		{name: "502 with Retry-After", handler: status(502, "", "Retry-After", "4"), wantType: ac.ErrServerError, wantRetryable: true, wantRequests: 1, wantDelay: 4 * time.Second},
+		{name: "404 is a missing agent, not an empty one", handler: status(404, `{"detail":"Agent agent-1 not found."}`), wantType: ac.ErrAgentNotFound, wantRequests: 1,
+			wantInMessage: "404 Not Found to GET /v2/auth/agents/{agent_id}/connections"},
+		{name: "404 names the URL prefix to check", handler: status(404, ""), wantType: ac.ErrAgentNotFound, wantRequests: 1, wantInMessage: "LANGSMITH_CONTROL_PLANE_URL"},
 		{name: "418", handler: status(418, "teapot"), wantType: ac.ErrUnexpectedStatus, wantRequests: 1, wantInMessage: "teapot"},
 		{name: "204", handler: status(204, ""), wantType: ac.ErrUnexpectedStatus, wantRequests: 1},
 	}

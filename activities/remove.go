@@ -91,6 +91,8 @@ type removal struct {
 	onSent func(sent int)
 	// quiet logs a success at debug level: a batch logs one line for all its successes.
 	quiet bool
+	// detach lets a request that has left finish after ctx ends (see requestInfo.detach).
+	detach bool
 }
 
 // removeResult is what one removal came to: an outcome, or a classified failure.
@@ -126,7 +128,7 @@ func (a *Activities) removeOne(ctx context.Context, r removal) removeResult {
 	tracker := &requestTracker{onSent: r.onSent}
 	start := time.Now()
 	resp, err := a.send(ctx, tracker, http.MethodDelete, a.connectionURL(r.agentID, r.connectionID),
-		&requestInfo{route: RouteConnection, agentID: r.agentID, connectionID: r.connectionID})
+		&requestInfo{route: RouteConnection, agentID: r.agentID, connectionID: r.connectionID, detach: r.detach})
 	res.requests = r.prior + tracker.total()
 	fields := []any{
 		"agent_id", r.agentID, "connection_id", r.connectionID,
@@ -240,6 +242,12 @@ func (a *Activities) send(ctx context.Context, tracker *requestTracker, method, 
 	// Wait for the pacer here, outside the request's own timeout.
 	if err := timedWait(ctx, a.pacer, a.meter()); err != nil {
 		return nil, err
+	}
+	if info.detach {
+		if err := ctx.Err(); err != nil {
+			return nil, err // ended while it waited: nothing was sent
+		}
+		req = req.WithContext(context.WithoutCancel(reqCtx))
 	}
 	return a.client.Do(req)
 }

@@ -9,15 +9,47 @@ import (
 // ListConnectionsInput is the input of the ListConnections activity.
 type ListConnectionsInput struct {
 	AgentID string `json:"agent_id"`
+	// After pages the list: only IDs sorted after it are returned ("" starts at the beginning).
+	After string `json:"after,omitempty"`
+	// MaxBytes bounds the summed length of the IDs returned (0 means DefaultListPageBytes), so
+	// the result stays far under Temporal's payload limit whatever the IDs.
+	MaxBytes int `json:"max_bytes,omitempty"`
 }
 
-// ListConnectionsResult lists an agent's connection IDs in the control plane's order.
+// ListConnectionsResult is one page of an agent's connection IDs, sorted.
 type ListConnectionsResult struct {
 	ConnectionIDs []string `json:"connection_ids"`
-	// AgentNotFound is set when the control plane answered 404 for the agent: the list is then
-	// empty (an unknown agent has no connections), but a 404 on every route can also mean a wrong
-	// control-plane URL prefix, so the teardown should say so in its result or logs.
-	AgentNotFound bool `json:"agent_not_found,omitempty"`
+	// More is set when IDs after the last one returned remain: ask again with After set to it.
+	More bool `json:"more,omitempty"`
+	// Listed counts every connection the control plane listed, on this page or not.
+	Listed int `json:"listed"`
+}
+
+// DefaultListPageBytes bounds a ListConnections page: 1,500 IDs of the longest accepted size.
+const DefaultListPageBytes = 384 << 10
+
+// DeferredRemoval is a connection a standalone RemoveConnectionWorkflow run is removing.
+type DeferredRemoval struct {
+	ConnectionID string `json:"connection_id"`
+	// RunID is the run that was described: the teardown waits for that run, not a later one.
+	RunID string `json:"run_id,omitempty"`
+}
+
+// ConnectionAwait is the input of AwaitStandaloneRemoval.
+type ConnectionAwait struct {
+	AgentID      string `json:"agent_id"`
+	ConnectionID string `json:"connection_id"`
+	RunID        string `json:"run_id,omitempty"`
+	// MissingOK is the teardown's: a standalone removal that found the connection absent on its
+	// first request is failed/NotFound for a teardown that does not accept that.
+	MissingOK bool `json:"missing_ok"`
+}
+
+// CarriedStateInput asks for one page of the state a teardown run carried into continue-as-new.
+type CarriedStateInput struct {
+	WorkflowID string `json:"workflow_id"`
+	RunID      string `json:"run_id"`
+	Page       int    `json:"page"`
 }
 
 // BatchItem is one connection of a RemoveConnections batch.
@@ -26,6 +58,9 @@ type BatchItem struct {
 	// PriorRequests counts the requests earlier rounds of the teardown sent for it, so attempts
 	// stay true and a 404 after an earlier request reads as already_absent.
 	PriorRequests int `json:"prior_requests,omitempty"`
+	// MaybeSent is set when an earlier batch that held this connection failed as a whole: it may
+	// have sent a request its last heartbeat did not count, so a 404 reads as already_absent.
+	MaybeSent bool `json:"maybe_sent,omitempty"`
 }
 
 // RemoveConnectionsInput is the input of the RemoveConnections (batch) activity.
@@ -50,6 +85,9 @@ type TransientFailure struct {
 	Attempts int `json:"attempts"`
 	// RetryAfter is the delay the control plane asked for (0 when it did not).
 	RetryAfter ac.Duration `json:"retry_after,omitempty"`
+	// NotSent is set when this batch sent the connection no request (stopped by a 429, a refused
+	// key or a cancel first): the teardown does not count it as a failed round.
+	NotSent bool `json:"not_sent,omitempty"`
 }
 
 // RemoveConnectionsResult is what one batch did. Every input item appears in exactly one list.
@@ -60,7 +98,10 @@ type RemoveConnectionsResult struct {
 	Transient []TransientFailure `json:"transient,omitempty"`
 	// Deferred have a standalone RemoveConnectionWorkflow sending its own DELETE right now; the
 	// teardown waits for its result instead of sending a second request.
-	Deferred []string `json:"deferred,omitempty"`
+	Deferred []DeferredRemoval `json:"deferred,omitempty"`
+	// Refused is set when the control plane answered 401 or 403: the batch started nothing more,
+	// and the teardown stops.
+	Refused bool `json:"refused,omitempty"`
 	// Busy have a standalone RemoveConnectionWorkflow still deciding whether the teardown owns
 	// the connection; try them again shortly.
 	Busy []string `json:"busy,omitempty"`

@@ -85,6 +85,10 @@ type requestInfo struct {
 	route        string
 	agentID      string
 	connectionID string
+	// detach lets a request that has left finish when the activity context ends (a cancelled
+	// teardown waits for its outcome instead of cutting it off); the pacer wait before it still
+	// ends with the context.
+	detach bool
 	// sent counts the requests of this send that reached the transport, to tell retries apart.
 	sent atomic.Int64
 }

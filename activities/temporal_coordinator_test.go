@@ -95,7 +95,7 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 	removalState := func(t *testing.T, agent, conn string) (string, bool) {
 		t.Helper()
 		for {
-			st, running, err := coord.RemovalState(ctx, agent, conn, time.Time{})
+			st, _, running, err := coord.RemovalState(ctx, agent, conn, time.Time{})
 			if err != nil {
 				t.Fatalf("RemovalState: %v", err)
 			}
@@ -122,11 +122,14 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 			t.Errorf("got (%q, %t) for a completed removal, want (\"\", false)", st, running)
 		}
 		// Completed after a teardown started: it reads as the removal that handled the connection.
-		st, running, err := coord.RemovalState(ctx, "agent-rs", "c1", time.Now().Add(-time.Hour))
+		st, runID, running, err := coord.RemovalState(ctx, "agent-rs", "c1", time.Now().Add(-time.Hour))
 		if err != nil || !running || st != ac.RemovalRemoving {
 			t.Errorf("got (%q, %t, %v) for a removal completed since, want (%q, true, nil)", st, running, err, ac.RemovalRemoving)
 		}
-		st, running, err = coord.RemovalState(ctx, "agent-rs", "c1", time.Now().Add(time.Hour))
+		if runID != run.GetRunID() {
+			t.Errorf("got run %q, want the described run %q", runID, run.GetRunID())
+		}
+		st, _, running, err = coord.RemovalState(ctx, "agent-rs", "c1", time.Now().Add(time.Hour))
 		if err != nil || running || st != "" {
 			t.Errorf("got (%q, %t, %v) for a removal completed before, want (\"\", false, nil)", st, running, err)
 		}
@@ -193,7 +196,7 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 		var awaitErr error
 		go func() {
 			defer close(done)
-			res, awaitErr = coord.AwaitRemoval(ctx, "agent-aw", "ok")
+			res, awaitErr = coord.AwaitRemoval(ctx, "agent-aw", "ok", "")
 		}()
 		finish(t, run)
 		<-done
@@ -203,13 +206,13 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 
 		run = start(t, ac.RemoveConnectionWorkflowID("agent-aw", "bad"), ac.RemoveConnectionWorkflowType, fakeRemovalInput{State: ac.RemovalRemoving, FailType: ac.ErrValidation})
 		finish(t, run)
-		_, err := coord.AwaitRemoval(ctx, "agent-aw", "bad")
+		_, err := coord.AwaitRemoval(ctx, "agent-aw", "bad", "")
 		var appErr *temporal.ApplicationError
 		if !errors.As(err, &appErr) || appErr.Type() != ac.ErrValidation {
 			t.Errorf("got error %v, want an ApplicationError of type %s", err, ac.ErrValidation)
 		}
 
-		if _, err := coord.AwaitRemoval(ctx, "agent-aw", "missing"); !errors.Is(err, ErrRemovalNotRunning) {
+		if _, err := coord.AwaitRemoval(ctx, "agent-aw", "missing", ""); !errors.Is(err, ErrRemovalNotRunning) {
 			t.Errorf("got error %v for no workflow, want ErrRemovalNotRunning", err)
 		}
 
@@ -217,13 +220,13 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 		if err := c.TerminateWorkflow(ctx, run.GetID(), "", "test"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := coord.AwaitRemoval(ctx, "agent-aw", "killed"); !errors.Is(err, ErrRemovalNotRunning) {
+		if _, err := coord.AwaitRemoval(ctx, "agent-aw", "killed", ""); !errors.Is(err, ErrRemovalNotRunning) {
 			t.Errorf("got error %v for a terminated workflow, want ErrRemovalNotRunning", err)
 		}
 	})
 
 	t.Run("NoClient", func(t *testing.T) {
-		if _, _, err := (TemporalCoordinator{}).RemovalState(ctx, "a", "c", time.Time{}); err == nil {
+		if _, _, _, err := (TemporalCoordinator{}).RemovalState(ctx, "a", "c", time.Time{}); err == nil {
 			t.Error("got no error without a client, want one")
 		}
 	})

@@ -76,18 +76,21 @@ func RemoveConnectionWorkflow(ctx workflow.Context, in ac.RemoveConnectionInput)
 			}
 		}
 		if o := claim.Outcome; o != nil {
-			switch o.Outcome {
-			case ac.OutcomeRemoved, ac.OutcomeAlreadyAbsent:
-				logger.Info("connection handled by the agent's teardown", "agent_id", in.AgentID, "connection_id", in.ConnectionID, "outcome", o.Outcome)
-				result.Outcome = o.Outcome
-				return result, nil
-			case ac.OutcomeFailed:
-				return result, temporal.NewNonRetryableApplicationError("the agent's teardown failed to remove this connection: "+o.Message, o.FailureType, nil)
+			res, done, err := takeTeardownOutcome(*o, missingOK)
+			if done {
+				logger.Info("connection handled by the agent's teardown", "agent_id", in.AgentID, "connection_id", in.ConnectionID,
+					"teardown_outcome", o.Outcome, "outcome", res)
+				result.Outcome = res
+				return result, err
 			}
+			// Skipped, remained or reappeared: remove it here. A request the teardown sent may
+			// have removed it, and then a 404 means already absent.
+			missingOK = missingOK || o.Attempts > 0
+		} else {
+			// The teardown ended (or was cancelled) without an outcome for it: do it here. It may
+			// still have sent a DELETE before it stopped, so a 404 now means already absent.
+			missingOK = true
 		}
-		// The teardown ended (or was cancelled) without removing it: do it here. It may still
-		// have sent a DELETE before it stopped, so a 404 now means already absent.
-		missingOK = true
 	}
 
 	state = ac.RemovalRemoving
@@ -103,6 +106,33 @@ func RemoveConnectionWorkflow(ctx workflow.Context, in ac.RemoveConnectionInput)
 		return result, err
 	}
 	return result, nil
+}
+
+// takeTeardownOutcome turns the teardown's outcome for the connection into this removal's, by
+// this removal's own missing_ok: a connection the teardown found absent on its first request (or
+// failed NotFound) is NotFound for a removal that does not accept that, and already_absent for
+// one that does. done is false when the teardown did not settle the connection (skipped,
+// remained, reappeared): the removal then sends its own DELETE.
+func takeTeardownOutcome(o ac.ConnectionOutcome, missingOK bool) (outcome string, done bool, err error) {
+	notFound := func() error {
+		return temporal.NewNonRetryableApplicationError(
+			"the agent's teardown found this connection absent on its first request (missing_ok is false)", ac.ErrNotFound, nil)
+	}
+	switch {
+	case o.Outcome == ac.OutcomeRemoved:
+		return ac.OutcomeRemoved, true, nil
+	case o.Outcome == ac.OutcomeAlreadyAbsent && !missingOK && o.Attempts == 1:
+		return "", true, notFound()
+	case o.Outcome == ac.OutcomeAlreadyAbsent:
+		return ac.OutcomeAlreadyAbsent, true, nil
+	case o.Outcome == ac.OutcomeFailed && o.FailureType == ac.ErrNotFound && missingOK:
+		return ac.OutcomeAlreadyAbsent, true, nil
+	case o.Outcome == ac.OutcomeFailed && o.FailureType == ac.ErrNotFound:
+		return "", true, notFound()
+	case o.Outcome == ac.OutcomeFailed:
+		return "", true, temporal.NewNonRetryableApplicationError("the agent's teardown failed to remove this connection: "+o.Message, o.FailureType, nil)
+	}
+	return "", false, nil
 }
 
 // RemoveConnectionActivityOptions are the activity options RemoveConnectionWorkflow uses: the

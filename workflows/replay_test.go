@@ -41,6 +41,7 @@ var recordedHistories = []string{
 	"teardown_listed.json",
 	"teardown_given_ids.json",
 	"teardown_cancelled.json",
+	"teardown_temporal_cancelled.json",
 	"teardown_continued_as_new_run1.json",
 	"teardown_continued_as_new_final.json",
 }

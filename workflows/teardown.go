@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -23,19 +25,36 @@ const (
 	batchSlots          = 5 // a batch holds this many connections per unit of parallelism
 	maxBatchSize        = 100
 	// busyRetryDelay is how long to wait for a standalone removal that is still deciding whether
-	// this teardown owns its connection.
+	// this teardown owns its connection. Each wait counts as a round, so it is bounded.
 	busyRetryDelay = time.Second
+	// notSentDelay is the least wait before a connection a batch did not send goes out again.
+	notSentDelay = time.Second
 	// maxRetryDelay caps the wait before a connection's next round.
 	maxRetryDelay = time.Minute
 	// History events, as counted for the continue-as-new bound.
 	eventsPerRunStart = 5
 	eventsPerActivity = 6
 	eventsPerTimer    = 5
+	// carryInlineBytes is the largest carried state that travels in the continue-as-new input;
+	// a larger one is served page by page (carryPageBytes a page) by the run that carried it.
+	carryInlineBytes = 256 << 10
+	carryPageBytes   = 256 << 10
+)
+
+// Why a teardown stopped early (RemoveAgentConnectionsResult.StopReason).
+const (
+	stopCancelled = "cancelled"
+	stopRefused   = "the control plane refused the key (401/403); no further DELETE was sent"
+	stopFailed    = "a connection failed and continue_on_error is false"
 )
 
 // teardown is one run of RemoveAgentConnectionsWorkflow: the carried state plus what is in flight.
 type teardown struct {
+	// ctx is disconnected from the workflow's cancellation, so the teardown can still wait for
+	// its batches and return its report after a cancel; cancelReq is the workflow's own context,
+	// watched for that cancel.
 	ctx             workflow.Context
+	cancelReq       workflow.Context
 	in              ac.RemoveAgentConnectionsInput
 	st              *ac.TeardownState
 	missingOK       bool
@@ -59,6 +78,21 @@ type teardown struct {
 	wake      workflow.Channel // the cancel update wakes the main loop through it
 	timerAt   time.Time        // when the outstanding retry timer fires (zero: none)
 	timerDone workflow.Channel
+
+	// work runs batches and awaits; stopWork cancels them (a batch then lets its requests in
+	// flight finish and returns what it did).
+	work     workflow.Context
+	stopWork workflow.CancelFunc
+	// cancelSeen is set once Temporal's cancellation (not the update) reached the workflow.
+	cancelSeen bool
+	// progressed is set once this run finished a batch or an await: a run never continues as
+	// new before it has made progress.
+	progressed bool
+	// baseEvents is the history length when the run's own work began (after loading a paged
+	// state), so MaxHistoryEvents bounds the work, not the loading.
+	baseEvents int
+	// carried is the encoded state handed to the next run, served page by page when paged.
+	carried []byte
 }
 
 type delayedItem struct {
@@ -82,16 +116,27 @@ type awaitDone struct {
 // RemoveAgentConnectionsWorkflow removes every connection of one agent (or exactly the listed
 // ones) with bounded concurrency, reports an outcome per connection, lists the agent again to find
 // connections that remained or reappeared, and continues as new before its history grows past
-// MaxHistoryEvents. The progress query reports counts while it runs; the cancel update stops it
-// cleanly (removals in flight finish, none start).
+// MaxHistoryEvents. The progress query reports counts while it runs; the report query pages the
+// per-connection report.
+//
+// Both ways to stop it stop it the same way: nothing new starts, the batches in flight are asked
+// to stop and their requests already sent finish with a known outcome, and every connection not
+// tried is reported skipped. The cancel update then returns the result with Cancelled set;
+// Temporal's cancellation (CLI, a parent, an external request) ends the workflow Canceled with
+// that result as the canceled error's details. A 401 or 403 stops it the same way. A 404 on the
+// agent's list fails it with type AgentNotFound.
 func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) (ac.RemoveAgentConnectionsResult, error) {
-	if err := in.Validate(); err != nil {
+	if err := validateTeardownInput(ctx, in); err != nil {
 		return ac.RemoveAgentConnectionsResult{AgentID: in.AgentID}, temporal.NewNonRetryableApplicationError(err.Error(), ac.ErrInvalidRequest, nil)
 	}
 	t := newTeardown(ctx, in)
 	if err := t.registerHandlers(); err != nil {
 		return ac.RemoveAgentConnectionsResult{AgentID: in.AgentID}, err
 	}
+	if err := t.loadPagedState(); err != nil {
+		return t.result(false), err
+	}
+	t.baseEvents = workflow.GetInfo(ctx).GetCurrentHistoryLength()
 	logger := workflow.GetLogger(ctx)
 
 	if !t.st.Listed {
@@ -99,7 +144,7 @@ func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in ac.RemoveAgentConne
 		if len(ids) == 0 {
 			listed, err := t.list()
 			if err != nil {
-				return t.result(false), err
+				return t.result(false), listFailure(err)
 			}
 			ids = listed
 		}
@@ -111,16 +156,7 @@ func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in ac.RemoveAgentConne
 	}
 
 	if carryOn := t.run(); carryOn {
-		// Let a cancel update that arrived in this task finish before the run ends.
-		if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-			return t.result(false), err
-		}
-		next := in
-		next.ConnectionIDs = nil // the state holds them; keep the input small
-		next.State = t.carry()
-		logger.Info("teardown continues as new", "agent_id", in.AgentID, "run", t.st.Runs+1,
-			"finished", len(t.st.Outcomes), "pending", len(next.State.Pending))
-		return ac.RemoveAgentConnectionsResult{}, workflow.NewContinueAsNewError(ctx, RemoveAgentConnectionsWorkflow, next)
+		return ac.RemoveAgentConnectionsResult{}, t.continueAsNew()
 	}
 
 	verified := false
@@ -130,8 +166,25 @@ func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in ac.RemoveAgentConne
 	res := t.result(verified)
 	logger.Info("teardown finished", "agent_id", in.AgentID, "total", res.Total, "removed", res.Removed,
 		"already_absent", res.AlreadyAbsent, "failed", res.Failed, "remained", res.Remained,
-		"reappeared", res.Reappeared, "skipped", res.Skipped, "cancelled", res.Cancelled)
+		"reappeared", res.Reappeared, "skipped", res.Skipped, "cancelled", res.Cancelled, "stop_reason", res.StopReason)
+	// Let a cancel update that arrived in this task return before the run ends.
+	_ = workflow.Await(t.ctx, func() bool { return workflow.AllHandlersFinished(t.ctx) })
+	if t.cancelSeen {
+		return res, temporal.NewCanceledError(res)
+	}
 	return res, nil
+}
+
+// validateTeardownInput checks the caller's fields, and that a caller did not hand in a state
+// (only a continue-as-new from this workflow carries one).
+func validateTeardownInput(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) error {
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	if in.State != nil && workflow.GetInfo(ctx).ContinuedExecutionRunID == "" {
+		return errors.New("state is set by the teardown itself when it continues as new; leave it out")
+	}
+	return nil
 }
 
 func newTeardown(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) *teardown {
@@ -142,18 +195,15 @@ func newTeardown(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) *teard
 	if st.StartedAt.IsZero() {
 		st.StartedAt = workflow.GetInfo(ctx).WorkflowStartTime
 	}
-	if st.Attempts == nil {
-		st.Attempts = map[string]int{}
-	}
-	if st.Rounds == nil {
-		st.Rounds = map[string]int{}
-	}
 	maxHistory := in.MaxHistoryEvents
 	if maxHistory <= 0 {
 		maxHistory = ac.DefaultTeardownMaxHistoryEvents
 	}
+	detached, _ := workflow.NewDisconnectedContext(ctx)
+	work, stopWork := workflow.WithCancel(detached)
 	t := &teardown{
-		ctx:             ctx,
+		ctx:             detached,
+		cancelReq:       ctx,
 		in:              in,
 		st:              st,
 		missingOK:       in.MissingOKOrDefault(),
@@ -162,13 +212,28 @@ func newTeardown(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) *teard
 		maxHistory:      maxHistory,
 		targets:         map[string]bool{},
 		finished:        map[string]int{},
-		results:         workflow.NewChannel(ctx),
+		results:         workflow.NewChannel(detached),
 		events:          eventsPerRunStart,
-		wake:            workflow.NewBufferedChannel(ctx, 1),
-		timerDone:       workflow.NewChannel(ctx),
+		wake:            workflow.NewBufferedChannel(detached, 1),
+		timerDone:       workflow.NewChannel(detached),
+		work:            work,
+		stopWork:        stopWork,
 	}
+	t.initMaps()
 	t.adopt()
 	return t
+}
+
+func (t *teardown) initMaps() {
+	if t.st.Attempts == nil {
+		t.st.Attempts = map[string]int{}
+	}
+	if t.st.Rounds == nil {
+		t.st.Rounds = map[string]int{}
+	}
+	if t.st.LastFailure == nil {
+		t.st.LastFailure = map[string]string{}
+	}
 }
 
 // adopt indexes the carried state: what is finished, what is owned, what is ready.
@@ -201,14 +266,40 @@ func (t *teardown) registerHandlers() error {
 	}); err != nil {
 		return err
 	}
-	return workflow.SetUpdateHandler(t.ctx, ac.CancelUpdate, func(ctx workflow.Context) (ac.TeardownProgress, error) {
-		if !t.st.Cancelled {
-			t.st.Cancelled = true
-			workflow.GetLogger(ctx).Info("teardown cancel accepted: removals in flight finish, none start", "agent_id", t.in.AgentID)
-			t.wake.SendAsync(true) // the buffer holds one wake-up; more are not needed
+	if err := workflow.SetQueryHandler(t.ctx, ac.ReportQuery, func(page int) (ac.ReportPage, error) {
+		return reportPage(t.sortedOutcomes(), page)
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(t.ctx, activities.CarriedStatePageQuery, func(page int) ([]byte, error) {
+		if t.carried == nil {
+			return nil, errors.New("this run has not continued as new")
 		}
+		return pageOf(t.carried, page)
+	}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandler(t.ctx, ac.CancelUpdate, func(ctx workflow.Context) (ac.TeardownProgress, error) {
+		t.stop(stopCancelled, "teardown cancel accepted: removals in flight finish, none start")
 		return t.progress(), nil
 	})
+}
+
+// stop makes the teardown stop the one way it stops: nothing new starts, running batches are
+// asked to stop (their requests in flight finish), and the main loop wakes to drain.
+func (t *teardown) stop(reason, logMsg string) {
+	if t.st.Cancelled || t.st.Stopped {
+		return
+	}
+	if reason == stopCancelled {
+		t.st.Cancelled = true
+	} else {
+		t.st.Stopped = true
+	}
+	t.st.StopReason = reason
+	workflow.GetLogger(t.ctx).Info(logMsg, "agent_id", t.in.AgentID, "stop_reason", reason)
+	t.stopWork()
+	t.wake.SendAsync(true) // the buffer holds one wake-up; more are not needed
 }
 
 func (t *teardown) progress() ac.TeardownProgress {
@@ -259,9 +350,16 @@ func (t *teardown) run() (continueAsNew bool) {
 	}
 }
 
+// historyFull reports whether this run should continue as new once its work in flight is done:
+// its own events reached MaxHistoryEvents, or its history reached MaxTeardownHistoryBytes, or
+// Temporal suggests it. Never before the run made progress, so every run moves the teardown on.
 func (t *teardown) historyFull() bool {
+	if !t.progressed {
+		return false
+	}
 	info := workflow.GetInfo(t.ctx)
-	return info.GetCurrentHistoryLength() >= t.maxHistory || t.events >= t.maxHistory || info.GetContinueAsNewSuggested()
+	return info.GetCurrentHistoryLength()-t.baseEvents >= t.maxHistory || t.events >= t.maxHistory ||
+		info.GetCurrentHistorySize() >= ac.MaxTeardownHistoryBytes || info.GetContinueAsNewSuggested()
 }
 
 // startBatch takes connections off the queue into one RemoveConnections activity.
@@ -270,14 +368,16 @@ func (t *teardown) startBatch() {
 	size := min(len(t.queue), par*batchSlots, maxBatchSize)
 	items := make([]activities.BatchItem, 0, size)
 	for _, id := range t.queue[:size] {
-		items = append(items, activities.BatchItem{ConnectionID: id, PriorRequests: t.st.Attempts[id]})
+		_, maybe := t.st.LastFailure[id]
+		items = append(items, activities.BatchItem{ConnectionID: id, PriorRequests: t.st.Attempts[id],
+			MaybeSent: maybe && t.st.LastFailure[id] == batchLost})
 	}
 	t.queue = t.queue[size:]
 	t.capacity -= par
 	t.inFlight += size
 	t.batches++
 	t.events += eventsPerActivity
-	actx := workflow.WithActivityOptions(t.ctx, batchActivityOptions())
+	actx := workflow.WithActivityOptions(t.work, batchActivityOptions())
 	in := activities.RemoveConnectionsInput{AgentID: t.in.AgentID, Items: items, MissingOK: t.missingOK, Parallelism: par, Since: t.st.StartedAt}
 	workflow.Go(t.ctx, func(ctx workflow.Context) {
 		var res activities.RemoveConnectionsResult
@@ -286,8 +386,16 @@ func (t *teardown) startBatch() {
 	})
 }
 
-// wait blocks until a batch or an await finishes, a retry timer fires, or the cancel update wakes
-// the loop. When draining (stopping or about to continue as new) no timer is set.
+// Markers in LastFailure besides failure types: a connection whose batch failed as a whole after
+// it may have sent a request; one a standalone removal was removing when the teardown stopped.
+const (
+	batchLost          = "batch_lost"
+	standaloneRemoving = "standalone_removing"
+)
+
+// wait blocks until a batch or an await finishes, a retry timer fires, the cancel update wakes
+// the loop, or Temporal cancels the workflow. When draining (stopping or about to continue as
+// new) no timer is set.
 func (t *teardown) wait(draining bool) {
 	sel := workflow.NewSelector(t.ctx)
 	sel.AddReceive(t.results, func(c workflow.ReceiveChannel, _ bool) {
@@ -302,6 +410,12 @@ func (t *teardown) wait(draining bool) {
 		c.Receive(t.ctx, nil)
 		t.timerAt = time.Time{}
 	})
+	if !t.cancelSeen {
+		sel.AddReceive(t.cancelReq.Done(), func(workflow.ReceiveChannel, bool) {
+			t.cancelSeen = true
+			t.stop(stopCancelled, "teardown cancelled by Temporal: removals in flight finish, none start")
+		})
+	}
 	if !draining && t.capacity > 0 && len(t.queue) == 0 && len(t.delayed) > 0 {
 		t.armTimer()
 	}
@@ -322,7 +436,7 @@ func (t *teardown) armTimer() {
 	t.timerAt = next
 	t.events += eventsPerTimer
 	wait := max(next.Sub(workflow.Now(t.ctx)), time.Millisecond)
-	timer := workflow.NewTimer(t.ctx, wait)
+	timer := workflow.NewTimer(t.work, wait)
 	workflow.Go(t.ctx, func(ctx workflow.Context) {
 		_ = timer.Get(ctx, nil)
 		t.timerDone.Send(ctx, nil)
@@ -343,46 +457,97 @@ func (t *teardown) batchFinished(e batchDone) {
 	t.batches--
 	t.capacity += e.par
 	t.inFlight -= len(e.items)
+	t.progressed = true
 	if e.err != nil {
-		// The batch gave up as a whole (its retries ran out): every connection it did not report
-		// goes to another round.
-		errType, msg := failureOf(e.err)
-		workflow.GetLogger(t.ctx).Warn("removal batch failed", "agent_id", t.in.AgentID, "size", len(e.items), "error", msg)
-		for _, it := range e.items {
-			t.retryLater(it.ConnectionID, errType, msg, t.st.Attempts[it.ConnectionID], 0)
-		}
+		t.batchLost(e)
 		return
+	}
+	if e.result.Refused {
+		// Before the refused connection's own failure, so the result names the real reason.
+		t.stop(stopRefused, "teardown stops: the control plane refused the key")
 	}
 	for _, o := range e.result.Done {
 		t.finish(o)
 	}
 	for _, tf := range e.result.Transient {
+		if tf.NotSent {
+			t.notSent(tf)
+			continue
+		}
 		t.retryLater(tf.ConnectionID, tf.FailureType, tf.Message, tf.Attempts, tf.RetryAfter.D())
 	}
 	for _, id := range e.result.Busy {
-		t.delay(id, busyRetryDelay)
+		t.retryLater(id, ac.ErrUnavailable, "a standalone removal of this connection was still deciding whether this teardown owns it",
+			t.st.Attempts[id], busyRetryDelay)
 	}
-	for _, id := range e.result.Deferred {
-		t.awaitStandalone(id)
+	for _, d := range e.result.Deferred {
+		t.awaitStandalone(d)
 	}
 }
 
-// awaitStandalone waits for the standalone RemoveConnectionWorkflow that is removing id, and takes
-// its outcome instead of sending a second DELETE.
-func (t *teardown) awaitStandalone(id string) {
+// batchLost handles a batch that failed as a whole (its retries ran out, it timed out, its
+// workers stopped): the last progress it heartbeated says what it finished and how many requests
+// it sent, so nothing finished is sent again; the rest goes to another round, marked as maybe
+// sent (a request its last heartbeat did not count may have removed it).
+func (t *teardown) batchLost(e batchDone) {
+	errType, msg := failureOf(e.err)
+	var progress activities.RemoveConnectionsProgress
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(e.err, &timeoutErr) && timeoutErr.HasLastHeartbeatDetails() {
+		if err := timeoutErr.LastHeartbeatDetails(&progress); err != nil {
+			progress = activities.RemoveConnectionsProgress{}
+		}
+	}
+	workflow.GetLogger(t.ctx).Warn("removal batch failed as a whole", "agent_id", t.in.AgentID, "size", len(e.items),
+		"finished_before", len(progress.Done), "error", msg)
+	done := map[string]bool{}
+	for _, o := range progress.Done {
+		done[o.ConnectionID] = true
+		t.finish(o)
+	}
+	for _, it := range e.items {
+		if done[it.ConnectionID] {
+			continue
+		}
+		attempts := it.PriorRequests + progress.Requests[it.ConnectionID]
+		t.retryLater(it.ConnectionID, errType, msg, attempts, 0)
+		if _, open := t.finished[it.ConnectionID]; !open {
+			t.st.LastFailure[it.ConnectionID] = batchLost
+		}
+	}
+}
+
+// notSent puts back a connection a batch did not send (a 429, a refused key or a stop came
+// first) without counting a round: it failed nothing.
+func (t *teardown) notSent(tf activities.TransientFailure) {
+	t.st.Attempts[tf.ConnectionID] = tf.Attempts
+	t.delay(tf.ConnectionID, max(notSentDelay, min(tf.RetryAfter.D(), maxRetryDelay)))
+}
+
+// awaitStandalone waits for the standalone RemoveConnectionWorkflow run that is removing the
+// connection, and takes its outcome instead of sending a second DELETE.
+func (t *teardown) awaitStandalone(d activities.DeferredRemoval) {
 	t.awaiting++
 	t.events += eventsPerActivity
-	actx := workflow.WithActivityOptions(t.ctx, awaitActivityOptions())
+	actx := workflow.WithActivityOptions(t.work, awaitActivityOptions())
+	in := activities.ConnectionAwait{AgentID: t.in.AgentID, ConnectionID: d.ConnectionID, RunID: d.RunID, MissingOK: t.missingOK}
 	workflow.Go(t.ctx, func(ctx workflow.Context) {
 		var o ac.ConnectionOutcome
-		err := workflow.ExecuteActivity(actx, acts.AwaitStandaloneRemoval, activities.ConnectionRef{AgentID: t.in.AgentID, ConnectionID: id}).Get(ctx, &o)
-		t.results.Send(ctx, awaitDone{id: id, outcome: o, err: err})
+		err := workflow.ExecuteActivity(actx, acts.AwaitStandaloneRemoval, in).Get(ctx, &o)
+		t.results.Send(ctx, awaitDone{id: d.ConnectionID, outcome: o, err: err})
 	})
 }
 
 func (t *teardown) awaitFinished(e awaitDone) {
 	t.awaiting--
+	t.progressed = true
+	var canceled *temporal.CanceledError
 	switch {
+	case e.err != nil && errors.As(e.err, &canceled):
+		// The teardown stopped while a standalone removal was removing it: this teardown sent
+		// nothing, and the standalone removal reports its own outcome.
+		t.st.LastFailure[e.id] = standaloneRemoving
+		t.delay(e.id, 0)
 	case e.err != nil:
 		errType, msg := failureOf(e.err)
 		t.retryLater(e.id, errType, msg, t.st.Attempts[e.id], 0)
@@ -398,7 +563,11 @@ func (t *teardown) awaitFinished(e awaitDone) {
 // retryLater sends a connection to another round after a transient failure, or fails it for good
 // once it has had MaxTeardownRounds.
 func (t *teardown) retryLater(id, errType, msg string, attempts int, retryAfter time.Duration) {
+	if _, done := t.finished[id]; done {
+		return
+	}
 	t.st.Attempts[id] = attempts
+	t.st.LastFailure[id] = errType
 	t.st.Rounds[id]++
 	round := t.st.Rounds[id]
 	if round >= ac.MaxTeardownRounds {
@@ -438,39 +607,140 @@ func (t *teardown) finish(o ac.ConnectionOutcome) {
 	t.st.Outcomes = append(t.st.Outcomes, o)
 	delete(t.st.Attempts, o.ConnectionID)
 	delete(t.st.Rounds, o.ConnectionID)
-	if o.Outcome == ac.OutcomeFailed && !t.continueOnError && !t.st.Stopped {
-		t.st.Stopped = true
-		workflow.GetLogger(t.ctx).Warn("teardown stops: a connection failed and continue_on_error is false",
-			"agent_id", t.in.AgentID, "connection_id", o.ConnectionID, "failure_type", o.FailureType)
+	delete(t.st.LastFailure, o.ConnectionID)
+	if o.Outcome == ac.OutcomeFailed && !t.continueOnError {
+		t.stop(stopFailed, "teardown stops: a connection failed and continue_on_error is false")
 	}
 }
 
-// skipRest records every connection not started because the teardown was cancelled or stopped.
+// skipRest records every connection the teardown did not finish because it stopped. One never
+// sent a request is skipped; one that was (an earlier round failed transiently) is failed with its
+// last failure type, since its request may or may not have removed it.
 func (t *teardown) skipRest() {
-	reason := "teardown cancelled before this connection was removed"
-	if !t.st.Cancelled {
-		reason = "teardown stopped after a failure (continue_on_error is false)"
+	reason := t.st.StopReason
+	if reason == "" {
+		reason = stopCancelled
 	}
 	rest := append(slices.Clone(t.queue), idsOf(t.delayed)...)
 	t.queue, t.delayed = nil, nil
 	for _, id := range rest {
-		t.finish(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeSkipped, Attempts: t.st.Attempts[id], Message: reason})
+		attempts := t.st.Attempts[id]
+		switch {
+		case attempts == 0 && t.st.LastFailure[id] == standaloneRemoving:
+			t.finish(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeSkipped, Attempts: attempts,
+				Message: "the teardown stopped (" + reason + ") while a standalone removal was removing it; that removal reports its outcome"})
+			continue
+		case attempts == 0 && t.st.LastFailure[id] != batchLost:
+			t.finish(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeSkipped,
+				Message: "not sent a DELETE: the teardown stopped first (" + reason + ")"})
+			continue
+		}
+		errType := t.st.LastFailure[id]
+		if errType == "" || errType == batchLost {
+			errType = ac.ErrUnavailable
+		}
+		t.finish(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeFailed, Attempts: attempts, FailureType: errType,
+			Message: fmt.Sprintf("the teardown stopped (%s) before a final answer; an earlier request may have removed it", reason)})
 	}
+}
+
+// continueAsNew hands the progress to the next run. A state too large for the input stays here:
+// the input names this run, and the next run reads the state back page by page.
+func (t *teardown) continueAsNew() error {
+	// Let a cancel update that arrived in this task finish before the run ends.
+	_ = workflow.Await(t.ctx, func() bool { return workflow.AllHandlersFinished(t.ctx) })
+	st := t.carry()
+	next := t.in
+	next.ConnectionIDs = nil // the state holds them; keep the input small
+	next.State = st
+	encoded, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode the carried teardown state: %w", err)
+	}
+	if len(encoded) > carryInlineBytes {
+		t.carried = encoded
+		pages := (len(encoded) + carryPageBytes - 1) / carryPageBytes
+		next.State = &ac.TeardownState{Paged: &ac.PagedState{
+			RunID: workflow.GetInfo(t.ctx).WorkflowExecution.RunID, Pages: pages, Bytes: len(encoded),
+		}}
+	}
+	workflow.GetLogger(t.ctx).Info("teardown continues as new", "agent_id", t.in.AgentID, "run", st.Runs+1,
+		"finished", len(st.Outcomes), "pending", len(st.Pending), "state_bytes", len(encoded), "paged", t.carried != nil)
+	return workflow.NewContinueAsNewError(t.ctx, RemoveAgentConnectionsWorkflow, next)
+}
+
+// loadPagedState reads a paged carried state back from the run that carried it.
+func (t *teardown) loadPagedState() error {
+	paged := t.st.Paged
+	if paged == nil {
+		return nil
+	}
+	actx := workflow.WithActivityOptions(t.ctx, listActivityOptions())
+	encoded := make([]byte, 0, paged.Bytes)
+	for page := range paged.Pages {
+		var b []byte
+		in := activities.CarriedStateInput{WorkflowID: workflow.GetInfo(t.ctx).WorkflowExecution.ID, RunID: paged.RunID, Page: page}
+		if err := workflow.ExecuteActivity(actx, acts.LoadCarriedState, in).Get(t.ctx, &b); err != nil {
+			return fmt.Errorf("read page %d of the carried teardown state: %w", page, err)
+		}
+		encoded = append(encoded, b...)
+	}
+	var st ac.TeardownState
+	if err := json.Unmarshal(encoded, &st); err != nil {
+		return temporal.NewNonRetryableApplicationError("the carried teardown state is unreadable: "+err.Error(), ac.ErrInvalidRequest, nil)
+	}
+	t.st = &st
+	t.initMaps()
+	t.adopt()
+	return nil
+}
+
+// pageOf is page n of b, in carryPageBytes pages.
+func pageOf(b []byte, n int) ([]byte, error) {
+	pages := (len(b) + carryPageBytes - 1) / carryPageBytes
+	if n < 0 || n >= pages {
+		return nil, fmt.Errorf("page %d asked, there are %d", n, pages)
+	}
+	return b[n*carryPageBytes : min((n+1)*carryPageBytes, len(b))], nil
 }
 
 // carry is the state for the next run: everything not finished is pending again, in order.
 func (t *teardown) carry() *ac.TeardownState {
 	st := *t.st
+	st.Paged = nil
 	st.Pending = append(slices.Clone(t.queue), idsOf(t.delayed)...)
 	st.Runs++
 	return &st
 }
 
+// list lists the agent page by page, so no list result nears the payload limit.
 func (t *teardown) list() ([]string, error) {
 	actx := workflow.WithActivityOptions(t.ctx, listActivityOptions())
-	var res activities.ListConnectionsResult
-	err := workflow.ExecuteActivity(actx, acts.ListConnections, activities.ListConnectionsInput{AgentID: t.in.AgentID}).Get(t.ctx, &res)
-	return res.ConnectionIDs, err
+	var ids []string
+	after := ""
+	for {
+		var res activities.ListConnectionsResult
+		in := activities.ListConnectionsInput{AgentID: t.in.AgentID, After: after}
+		if err := workflow.ExecuteActivity(actx, acts.ListConnections, in).Get(t.ctx, &res); err != nil {
+			return nil, err
+		}
+		t.events += eventsPerActivity
+		ids = append(ids, res.ConnectionIDs...)
+		if !res.More || len(res.ConnectionIDs) == 0 {
+			return ids, nil
+		}
+		after = res.ConnectionIDs[len(res.ConnectionIDs)-1]
+	}
+}
+
+// listFailure is the workflow's error when the first list failed: the activity's
+// ApplicationError lifted to the top (AgentNotFound, Unauthorized, ...), type and message intact.
+func listFailure(err error) error {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return temporal.NewNonRetryableApplicationError(appErr.Message(), appErr.Type(), nil)
+	}
+	return err
 }
 
 // verify lists the agent again: a connection this teardown removed that is still listed has
@@ -499,25 +769,31 @@ func (t *teardown) verify() bool {
 	return true
 }
 
+// sortedOutcomes is every finished connection's outcome, sorted by ID.
+func (t *teardown) sortedOutcomes() []ac.ConnectionOutcome {
+	out := slices.Clone(t.st.Outcomes)
+	slices.SortFunc(out, func(a, b ac.ConnectionOutcome) int { return strings.Compare(a.ConnectionID, b.ConnectionID) })
+	return out
+}
+
 func (t *teardown) result(verified bool) ac.RemoveAgentConnectionsResult {
+	all := t.sortedOutcomes()
+	pages := reportPages(all)
 	res := ac.RemoveAgentConnectionsResult{
 		AgentID:     t.in.AgentID,
 		Cancelled:   t.st.Cancelled,
+		StopReason:  t.st.StopReason,
 		Verified:    verified,
 		Runs:        t.st.Runs + 1,
-		Connections: slices.Clone(t.st.Outcomes),
+		Total:       len(all),
+		ReportPages: len(pages),
+		Connections: []ac.ConnectionOutcome{},
 	}
-	slices.SortFunc(res.Connections, func(a, b ac.ConnectionOutcome) int {
-		switch {
-		case a.ConnectionID < b.ConnectionID:
-			return -1
-		case a.ConnectionID > b.ConnectionID:
-			return 1
-		}
-		return 0
-	})
-	res.Total = len(res.Connections)
-	for _, o := range res.Connections {
+	if len(pages) > 0 {
+		res.Connections = all[pages[0][0]:pages[0][1]]
+	}
+	res.ReportTruncated = len(res.Connections) < len(all)
+	for _, o := range all {
 		switch o.Outcome {
 		case ac.OutcomeRemoved:
 			res.Removed++
@@ -536,11 +812,49 @@ func (t *teardown) result(verified bool) ac.RemoveAgentConnectionsResult {
 	return res
 }
 
+// reportEntryOverhead is what an entry costs in JSON besides its strings: field names, quotes,
+// the attempts count, with room to spare.
+const reportEntryOverhead = 128
+
+// reportPages splits sorted outcomes into [start, end) ranges of at most ac.MaxReportBytes of
+// JSON each (every page holds at least one entry).
+func reportPages(all []ac.ConnectionOutcome) [][2]int {
+	var pages [][2]int
+	start, size := 0, 0
+	for i, o := range all {
+		n := len(o.ConnectionID) + len(o.Outcome) + len(o.FailureType) + 2*len(o.Message) + reportEntryOverhead
+		if i > start && size+n > ac.MaxReportBytes {
+			pages = append(pages, [2]int{start, i})
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(all) {
+		pages = append(pages, [2]int{start, len(all)})
+	}
+	return pages
+}
+
+// reportPage is page n of the sorted outcomes.
+func reportPage(all []ac.ConnectionOutcome, n int) (ac.ReportPage, error) {
+	pages := reportPages(all)
+	if n < 0 || (n >= len(pages) && !(n == 0 && len(pages) == 0)) {
+		return ac.ReportPage{}, fmt.Errorf("report page %d asked, there are %d", n, len(pages))
+	}
+	p := ac.ReportPage{Page: n, Pages: len(pages), Connections: []ac.ConnectionOutcome{}}
+	if len(pages) > 0 {
+		p.Connections = all[pages[n][0]:pages[n][1]]
+	}
+	return p, nil
+}
+
 func batchActivityOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		// A full batch at the slowest: 100 connections, 10 at a time, 30 s each plus retries.
 		StartToCloseTimeout: 15 * time.Minute,
 		HeartbeatTimeout:    DefaultHeartbeatTimeout,
+		// A stopped teardown waits for the batch to end its requests in flight and report them.
+		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        DefaultInitialInterval,
 			BackoffCoefficient:     DefaultBackoffCoefficient,

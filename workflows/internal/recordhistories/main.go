@@ -143,6 +143,7 @@ func run(ctx context.Context, outDir string, stderr, sdkLog io.Writer) error {
 		{"teardown_listed", r.teardownListed},
 		{"teardown_given_ids", r.teardownGivenIDs},
 		{"teardown_cancelled", r.teardownCancelled},
+		{"teardown_temporal_cancelled", r.teardownTemporalCancelled},
 		{"teardown_continued_as_new", r.teardownContinuedAsNew},
 	} {
 		sctx, cancel := context.WithTimeout(ctx, scenarioTimeout)
@@ -478,12 +479,44 @@ func (r *recorder) teardownCancelled(ctx context.Context) error {
 	return nil
 }
 
+// teardownTemporalCancelled cancels a slow teardown through Temporal's own cancellation, as the
+// CLI or a parent does: the run ends Canceled with its result in the details.
+func (r *recorder) teardownTemporalCancelled(ctx context.Context) error {
+	const agent = "agent-tcancel"
+	r.em.Seed(agent, connectionIDs("tcancel-", 40)...)
+	r.em.SetLatency(100 * time.Millisecond)
+	run, err := r.startTeardown(ctx, ac.RemoveAgentConnectionsInput{AgentID: agent, Concurrency: 1})
+	if err != nil {
+		return err
+	}
+	if _, err := r.waitProgress(ctx, run.GetID(), func(p ac.TeardownProgress) bool { return p.Done >= 5 }); err != nil {
+		return err
+	}
+	if err := r.c.CancelWorkflow(ctx, run.GetID(), run.GetRunID()); err != nil {
+		return fmt.Errorf("cancel: %w", err)
+	}
+	err = run.Get(ctx, nil)
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		return fmt.Errorf("got %v, want the teardown Canceled", err)
+	}
+	var res ac.RemoveAgentConnectionsResult
+	if err := canceled.Details(&res); err != nil {
+		return fmt.Errorf("canceled details: %w", err)
+	}
+	if !res.Cancelled || res.Skipped == 0 || res.Removed == 0 || res.Total != 40 {
+		return fmt.Errorf("got cancelled %t skipped %d removed %d total %d, want true, some, some, 40", res.Cancelled, res.Skipped, res.Removed, res.Total)
+	}
+	_, err = r.keep(ctx, "teardown_temporal_cancelled.json", run.GetID(), run.GetRunID())
+	return err
+}
+
 // teardownContinuedAsNew runs a teardown whose history bound is so small it continues as new
 // every couple of batches; it keeps the first run and the last.
 func (r *recorder) teardownContinuedAsNew(ctx context.Context) error {
 	const agent = "agent-can"
-	r.em.Seed(agent, connectionIDs("can-", 30)...)
-	run, err := r.startTeardown(ctx, ac.RemoveAgentConnectionsInput{AgentID: agent, Concurrency: 1, MaxHistoryEvents: 20})
+	r.em.Seed(agent, connectionIDs("can-", 300)...)
+	run, err := r.startTeardown(ctx, ac.RemoveAgentConnectionsInput{AgentID: agent, Concurrency: 1, MaxHistoryEvents: ac.MinTeardownMaxHistoryEvents})
 	if err != nil {
 		return err
 	}
@@ -493,8 +526,8 @@ func (r *recorder) teardownContinuedAsNew(ctx context.Context) error {
 	if err := run.Get(ctx, &res); err != nil {
 		return fmt.Errorf("teardown: %w", err)
 	}
-	if res.Runs < 3 || res.Removed != 30 || !res.Verified {
-		return fmt.Errorf("got runs %d removed %d verified %t, want at least 3, 30, true", res.Runs, res.Removed, res.Verified)
+	if res.Runs < 3 || res.Removed != 300 || !res.Verified {
+		return fmt.Errorf("got runs %d removed %d verified %t, want at least 3, 300, true", res.Runs, res.Removed, res.Verified)
 	}
 	first, err := r.keep(ctx, "teardown_continued_as_new_run1.json", run.GetID(), firstRunID)
 	if err != nil {
