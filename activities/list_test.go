@@ -122,12 +122,17 @@ func TestListConnections_Emulator(t *testing.T) {
 	if want := []string{"c1", "c2", "c3"}; !reflect.DeepEqual(res.ConnectionIDs, want) {
 		t.Errorf("got ids %q, want %q", res.ConnectionIDs, want)
 	}
-	res, err = f.list(t, "agent-unknown")
-	if err != nil {
-		t.Fatalf("list unknown agent: %v", err)
+	_, err = f.list(t, "agent-unknown")
+	if appErr := appError(t, err); appErr.Type() != ac.ErrAgentNotFound || !appErr.NonRetryable() {
+		t.Errorf("got %v for an unknown agent, want a non-retryable %s", err, ac.ErrAgentNotFound)
 	}
-	if len(res.ConnectionIDs) != 0 {
-		t.Errorf("got ids %q for an unknown agent, want none", res.ConnectionIDs)
+
+	// Without the install's path prefix every route answers 404: the same failure, which names
+	// the URL to check.
+	noPrefix := newFixtureAt(t, srv.URL, nil, srv)
+	_, err = noPrefix.list(t, "agent-1")
+	if appErr := appError(t, err); appErr.Type() != ac.ErrAgentNotFound || !strings.Contains(appErr.Message(), "LANGSMITH_CONTROL_PLANE_URL") {
+		t.Errorf("got %v without the path prefix, want %s naming LANGSMITH_CONTROL_PLANE_URL", err, ac.ErrAgentNotFound)
 	}
 }
 

@@ -217,7 +217,15 @@ func TestList_CreationOrderAndSchema(t *testing.T) {
 		t.Errorf("created_at %v: got %v, want RFC3339", c["created_at"], err)
 	}
 
+	// An agent the control plane never had is a 404, not an empty list.
 	r = call(t, http.MethodGet, listURL(ts, "nobody"), "", apiKey)
+	wantStatus(t, r, http.StatusNotFound)
+	wantJSON(t, r, `{"detail":"Agent nobody not found."}`)
+
+	// One that had connections and lost them all lists none.
+	em.Seed("emptied", "e1")
+	wantStatus(t, call(t, http.MethodDelete, listURL(ts, "emptied")+"/e1", "", apiKey), http.StatusNoContent)
+	r = call(t, http.MethodGet, listURL(ts, "emptied"), "", apiKey)
 	wantStatus(t, r, http.StatusOK)
 	wantJSON(t, r, `{"data":[]}`)
 }
@@ -322,7 +330,8 @@ func TestAuth(t *testing.T) {
 	}
 
 	t.Run("unconfigured emulator accepts any credential but needs one", func(t *testing.T) {
-		_, open := newServer(t, emulator.Options{})
+		openEm, open := newServer(t, emulator.Options{})
+		openEm.Seed("a1")
 		wantStatus(t, call(t, http.MethodGet, listURL(open, "a1"), "", nil), 401)
 		wantStatus(t, call(t, http.MethodGet, listURL(open, "a1"), "", map[string]string{"X-Api-Key": "anything"}), 200)
 		wantStatus(t, call(t, http.MethodGet, listURL(open, "a1"), "", map[string]string{"Authorization": "Bearer anything"}), 200)
@@ -596,6 +605,7 @@ func TestRetryAfter429(t *testing.T) {
 
 func TestLatency(t *testing.T) {
 	em, ts := newServer(t, emulator.Options{Latency: time.Hour})
+	em.Seed("a1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -651,6 +661,7 @@ func TestHang(t *testing.T) {
 
 func TestRateLimitMode(t *testing.T) {
 	em, ts := newServer(t, emulator.Options{RateLimitPerMinute: 3})
+	em.Seed("a1")
 	for i := range 3 {
 		if r := call(t, http.MethodGet, listURL(ts, "a1"), "", apiKey); r.status != 200 {
 			t.Fatalf("request %d: got %d, want 200", i+1, r.status)

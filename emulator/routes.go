@@ -11,10 +11,16 @@ import (
 	"net/http"
 )
 
-// listConnections answers GET .../connections: {"data": [...]} in creation order; an unknown agent
-// has no connections.
+// listConnections answers GET .../connections: {"data": [...]} in creation order. An agent the
+// emulator never had (not seeded, no connection ever created) answers 404, as the control plane
+// answers an agent it does not know; one whose connections were all removed lists none.
 func (s *Server) listConnections(w http.ResponseWriter, _ *http.Request, info *reqInfo) {
 	s.mu.Lock()
+	if s.agents[info.agentID] == nil {
+		s.mu.Unlock()
+		writeJSON(w, http.StatusNotFound, map[string]any{"detail": fmt.Sprintf("Agent %s not found.", info.agentID)})
+		return
+	}
 	conns := s.sortedLocked(info.agentID)
 	data := make([]connection, len(conns))
 	for i, c := range conns {
