@@ -170,6 +170,9 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 	// Step 2. No compensation: a removed connection cannot be restored through this API.
 	teardown, err := removeConnections(ctx, in)
 	if err != nil {
+		// A missing agent (AgentNotFound) or a cancelled teardown ends the saga here, before the
+		// irreversible step; what a cancelled teardown removed is reported.
+		res.ConnectionsRemoved, res.ConnectionsAlreadyAbsent = teardown.Removed, teardown.AlreadyAbsent
 		return fail(StepRemoveConnections, err)
 	}
 	res.TeardownFinished = true
@@ -215,6 +218,11 @@ func removeConnections(ctx workflow.Context, in SagaInput) (ac.RemoveAgentConnec
 	err := workflow.ExecuteChildWorkflow(ctx, ac.RemoveAgentConnectionsWorkflowType,
 		ac.RemoveAgentConnectionsInput{AgentID: in.AgentID}).Get(ctx, &r)
 	if err != nil {
+		// A cancelled teardown stops as its cancel update does and carries its partial result.
+		var canceled *temporal.CanceledError
+		if errors.As(err, &canceled) && canceled.HasDetails() {
+			_ = canceled.Details(&r)
+		}
 		return r, fmt.Errorf("teardown of agent %s: %w", in.AgentID, err)
 	}
 	return r, nil
