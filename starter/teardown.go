@@ -82,8 +82,14 @@ func runTeardown(ctx context.Context, c client.Client, opts options, stdout, std
 	}
 
 	result, err := waitTeardown(ctx, c, wr, progress)
+	var canceled *temporal.CanceledError
+	if errors.As(err, &canceled) && canceled.HasDetails() && canceled.Details(&result) == nil {
+		// Cancelled (CLI, a parent, an external request): it stopped and reported what it did.
+		err = nil
+	}
 	if err == nil {
 		progress.showResult(result)
+		result, err = withFullReport(ctx, c, wr.GetID(), result)
 	}
 	progress.finish()
 	var wfErr *temporal.WorkflowExecutionError
@@ -115,6 +121,28 @@ func runTeardown(ctx context.Context, c client.Client, opts options, stdout, std
 	}
 	_, _ = io.WriteString(stdout, renderSummary(result))
 	return code
+}
+
+// withFullReport fills in the entries a large teardown's result leaves to its report query, so
+// the starter always prints (and --json always holds) every connection.
+func withFullReport(ctx context.Context, c client.Client, workflowID string, r ac.RemoveAgentConnectionsResult) (ac.RemoveAgentConnectionsResult, error) {
+	if !r.ReportTruncated {
+		return r, nil
+	}
+	all := make([]ac.ConnectionOutcome, 0, r.Total)
+	for page := range r.ReportPages {
+		v, err := c.QueryWorkflow(ctx, workflowID, "", ac.ReportQuery, page)
+		var p ac.ReportPage
+		if err == nil {
+			err = v.Get(&p)
+		}
+		if err != nil {
+			return r, fmt.Errorf("read page %d of %d of the teardown's report: %w", page+1, r.ReportPages, err)
+		}
+		all = append(all, p.Connections...)
+	}
+	r.Connections, r.ReportTruncated = all, false
+	return r, nil
 }
 
 // waitTeardown waits for the teardown's result (following continue-as-new) and, when progress is
@@ -303,6 +331,9 @@ func renderSummary(r ac.RemoveAgentConnectionsResult) string {
 		fmt.Fprintf(&b, "  %-14s  %*s\n", row.name, valueWidth, row.value)
 	}
 
+	if r.StopReason != "" {
+		fmt.Fprintf(&b, "stopped early: %s\n", r.StopReason)
+	}
 	var listed []ac.ConnectionOutcome
 	for _, o := range r.Connections {
 		switch o.Outcome {
