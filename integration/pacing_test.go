@@ -39,8 +39,14 @@ func TestIntegration_RequestRateLimitHolds(t *testing.T) {
 		}
 		most = max(most, j-i)
 	}
-	if most > perSecond+burst {
-		t.Errorf("got %d DELETEs within one second, want at most %d (rate %d/s, burst %d)", most, perSecond+burst, perSecond, burst)
+	// The pacer bounds when requests leave the worker; the emulator sees when they arrive, and a
+	// loaded machine can bunch arrivals by a few milliseconds across a window's edge. Two requests
+	// of slack cover that; without pacing, 120 requests at concurrency 50 arrive well inside a
+	// second.
+	const jitter = 2
+	if most > perSecond+burst+jitter {
+		t.Errorf("got %d DELETEs within one second, want at most %d (rate %d/s, burst %d, %d for arrival jitter)",
+			most, perSecond+burst+jitter, perSecond, burst, jitter)
 	}
 }
 
