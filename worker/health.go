@@ -1,21 +1,17 @@
 package main
 
-import (
-	"net/http"
-	"sync/atomic"
-)
+import "net/http"
 
 // health answers the orchestrator's probes and Prometheus. /healthz is 200 while the process
-// serves at all; /readyz is 200 only while the worker polls its task queue, so a rollout waits for
-// a worker that has connected, and a stopping worker stops counting as ready before its pollers go
-// away; /metrics serves metrics when there are any.
+// serves at all; /readyz is 200 only while the worker polls its task queue and the Temporal server
+// answers its health checks (see readiness), so a rollout waits for a worker that has connected, a
+// stopping worker stops counting as ready before its pollers go away, and a worker that lost its
+// server says so; /metrics serves metrics when there are any.
 type health struct {
-	ready atomic.Bool
+	readiness
 	// metrics serves /metrics; nil leaves the path unanswered (404).
 	metrics http.Handler
 }
-
-func (h *health) setReady(ready bool) { h.ready.Store(ready) }
 
 func (h *health) handler() http.Handler {
 	mux := http.NewServeMux()
@@ -23,7 +19,7 @@ func (h *health) handler() http.Handler {
 		writeText(w, http.StatusOK, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if h.ready.Load() {
+		if h.ready() {
 			writeText(w, http.StatusOK, "ready")
 			return
 		}

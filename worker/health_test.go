@@ -25,30 +25,38 @@ func probe(t *testing.T, method, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func TestHealth_ReadyFollowsThePollers(t *testing.T) {
+func TestHealth_ReadyFollowsThePollersAndTheServer(t *testing.T) {
 	h := &health{}
 	srv := httptest.NewServer(h.handler())
 	t.Cleanup(srv.Close)
 
 	steps := []struct {
-		name     string
-		ready    *bool
-		path     string
-		wantCode int
-		wantBody string
+		name      string
+		polling   *bool
+		reachable *bool
+		path      string
+		wantCode  int
+		wantBody  string
 	}{
-		{"healthz before start", nil, "/healthz", http.StatusOK, "ok\n"},
-		{"readyz before start", nil, "/readyz", http.StatusServiceUnavailable, "not ready\n"},
-		{"readyz while polling", ptr(true), "/readyz", http.StatusOK, "ready\n"},
-		{"healthz while polling", nil, "/healthz", http.StatusOK, "ok\n"},
-		{"readyz while stopping", ptr(false), "/readyz", http.StatusServiceUnavailable, "not ready\n"},
-		{"healthz while stopping", nil, "/healthz", http.StatusOK, "ok\n"},
-		{"unknown path", nil, "/metrics", http.StatusNotFound, "404 page not found\n"},
+		{"healthz before start", nil, nil, "/healthz", http.StatusOK, "ok\n"},
+		{"readyz before start", nil, nil, "/readyz", http.StatusServiceUnavailable, "not ready\n"},
+		{"readyz server answers, not polling yet", nil, ptr(true), "/readyz", http.StatusServiceUnavailable, "not ready\n"},
+		{"readyz while polling", ptr(true), nil, "/readyz", http.StatusOK, "ready\n"},
+		{"healthz while polling", nil, nil, "/healthz", http.StatusOK, "ok\n"},
+		{"readyz server lost", nil, ptr(false), "/readyz", http.StatusServiceUnavailable, "not ready\n"},
+		{"healthz server lost", nil, nil, "/healthz", http.StatusOK, "ok\n"},
+		{"readyz server back", nil, ptr(true), "/readyz", http.StatusOK, "ready\n"},
+		{"readyz while stopping", ptr(false), nil, "/readyz", http.StatusServiceUnavailable, "not ready\n"},
+		{"healthz while stopping", nil, nil, "/healthz", http.StatusOK, "ok\n"},
+		{"unknown path", nil, nil, "/metrics", http.StatusNotFound, "404 page not found\n"},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
-			if s.ready != nil {
-				h.setReady(*s.ready)
+			if s.polling != nil {
+				h.setPolling(*s.polling)
+			}
+			if s.reachable != nil {
+				h.reachable.Store(*s.reachable)
 			}
 			code, body := probe(t, http.MethodGet, srv.URL+s.path)
 			if code != s.wantCode || body != s.wantBody {

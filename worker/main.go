@@ -226,6 +226,11 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 	}
 	defer c.Close()
 	coordinator.Client = c
+	if cfg.HTTPAddress != "" {
+		// /readyz also asks whether the server still answers (ready.go).
+		stopWatch := h.watchInBackground(ctx, c, logger, hostPort)
+		defer stopWatch()
+	}
 
 	fatal := make(chan error, 1)
 	w := worker.New(c, cfg.TaskQueue, worker.Options{
@@ -247,7 +252,7 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 	if err := w.Start(); err != nil {
 		return fail(exitFailure, "start polling task queue %s: %v", cfg.TaskQueue, err)
 	}
-	h.setReady(true)
+	h.setPolling(true)
 	logger.Info("worker started",
 		"version", ver,
 		"task_queue", cfg.TaskQueue,
@@ -277,7 +282,7 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		code = exitFailure
 	}
 	// Not ready first, so no new traffic is routed here while the pollers wind down.
-	h.setReady(false)
+	h.setPolling(false)
 	w.Stop()
 	logger.Info("worker stopped", "task_queue", cfg.TaskQueue)
 	return code
