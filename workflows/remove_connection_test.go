@@ -218,14 +218,30 @@ func TestRemoveConnectionWorkflow_TakesTheTeardownsOutcome(t *testing.T) {
 	removed := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1}
 	skipped := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeSkipped}
 	failed := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeFailed, FailureType: ac.ErrValidation, Message: "locked"}
+	absentFirst := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 1}
+	absentLater := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 2}
+	notFound := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeFailed, FailureType: ac.ErrNotFound, Attempts: 1}
+	strict := false
 	tests := []struct {
 		name          string
+		missingOK     *bool
 		claim         ac.ConnectionClaim
 		awaited       *ac.ConnectionClaim // AwaitTeardownOutcome's answer, when it is called
 		wantOutcome   string
 		wantType      string
 		wantOwnDelete bool
 	}{
+		// Each caller's missing_ok decides what an absent connection means to it.
+		{name: "teardown found it absent at once: NotFound for missing_ok false", missingOK: &strict,
+			claim: ac.ConnectionClaim{Claimed: true, Outcome: &absentFirst}, wantType: ac.ErrNotFound},
+		{name: "teardown found it absent at once: already_absent for missing_ok true",
+			claim: ac.ConnectionClaim{Claimed: true, Outcome: &absentFirst}, wantOutcome: ac.OutcomeAlreadyAbsent},
+		{name: "teardown found it absent after its own request: already_absent even for missing_ok false", missingOK: &strict,
+			claim: ac.ConnectionClaim{Claimed: true, Outcome: &absentLater}, wantOutcome: ac.OutcomeAlreadyAbsent},
+		{name: "teardown failed it NotFound: already_absent for missing_ok true",
+			claim: ac.ConnectionClaim{Claimed: true, Outcome: &notFound}, wantOutcome: ac.OutcomeAlreadyAbsent},
+		{name: "teardown failed it NotFound: NotFound for missing_ok false", missingOK: &strict,
+			claim: ac.ConnectionClaim{Claimed: true, Outcome: &notFound}, wantType: ac.ErrNotFound},
 		{name: "not claimed: removes itself", claim: ac.ConnectionClaim{}, wantOutcome: ac.OutcomeRemoved, wantOwnDelete: true},
 		{name: "claimed and done: takes the outcome", claim: ac.ConnectionClaim{Claimed: true, Outcome: &removed}, wantOutcome: ac.OutcomeRemoved},
 		{name: "claimed, waits, then done", claim: ac.ConnectionClaim{Claimed: true}, awaited: &ac.ConnectionClaim{Claimed: true, Outcome: &removed}, wantOutcome: ac.OutcomeRemoved},
@@ -257,7 +273,7 @@ func TestRemoveConnectionWorkflow_TakesTheTeardownsOutcome(t *testing.T) {
 				_ = v.Get(&s)
 				states = append(states, s.State)
 			})
-			env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1"})
+			env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1", MissingOK: tt.missingOK})
 			if deleted != tt.wantOwnDelete {
 				t.Errorf("got own DELETE %t, want %t", deleted, tt.wantOwnDelete)
 			}

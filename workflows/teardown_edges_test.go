@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	ac "github.com/agentops/agentconnections"
@@ -283,6 +284,11 @@ func TestTeardown_WorstCasePayloadsFit(t *testing.T) {
 		}
 		env := newTeardownEnv(t)
 		env.SetDataConverter(rec)
+		// Carrying 10,000 long entries means encoding and decoding a few MB of JSON in one
+		// workflow task: tens of milliseconds on its own, but the race detector slows
+		// encoding/json about tenfold, past the SDK's one-second deadlock detector on a loaded
+		// machine. The detector guards against blocking code; this is bounded work.
+		env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: 30 * time.Second})
 		if run > 1 {
 			env.SetContinuedExecutionRunID(fmt.Sprintf("run-%d", run-1))
 		}
