@@ -155,7 +155,14 @@ func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in ac.RemoveAgentConne
 		logger.Info("teardown listed connections", "agent_id", in.AgentID, "count", len(t.st.Pending))
 	}
 
-	if carryOn := t.run(); carryOn {
+	carryOn := t.run()
+	if carryOn && t.cancelReq.Err() != nil {
+		// A cancel that meets a continue-as-new is not lost: stop here instead of carrying on.
+		t.cancelSeen = true
+		t.stop(stopCancelled, "teardown cancelled by Temporal as it was about to continue as new")
+		carryOn = t.run()
+	}
+	if carryOn {
 		return ac.RemoveAgentConnectionsResult{}, t.continueAsNew()
 	}
 
@@ -169,7 +176,12 @@ func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in ac.RemoveAgentConne
 		"reappeared", res.Reappeared, "skipped", res.Skipped, "cancelled", res.Cancelled, "stop_reason", res.StopReason)
 	// Let a cancel update that arrived in this task return before the run ends.
 	_ = workflow.Await(t.ctx, func() bool { return workflow.AllHandlersFinished(t.ctx) })
-	if t.cancelSeen {
+	if t.cancelSeen || t.cancelReq.Err() != nil {
+		// Cancelled by Temporal, even if only while it verified: the run ends Canceled.
+		res.Cancelled = true
+		if res.StopReason == "" {
+			res.StopReason = stopCancelled
+		}
 		return res, temporal.NewCanceledError(res)
 	}
 	return res, nil
@@ -511,7 +523,7 @@ func (t *teardown) batchLost(e batchDone) {
 		}
 		attempts := it.PriorRequests + progress.Requests[it.ConnectionID]
 		t.retryLater(it.ConnectionID, errType, msg, attempts, 0)
-		if _, open := t.finished[it.ConnectionID]; !open {
+		if _, done := t.finished[it.ConnectionID]; !done {
 			t.st.LastFailure[it.ConnectionID] = batchLost
 		}
 	}
