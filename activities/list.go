@@ -80,7 +80,7 @@ func (a *Activities) ListConnections(ctx context.Context, in ListConnectionsInpu
 		logger.Info("connections listed", append(fields, "connections", len(ids), "page", len(result.ConnectionIDs), "more", result.More)...)
 		return result, nil
 	case http.StatusNotFound:
-		body, truncated, _ := readBody(resp.Body, DefaultBodyLimit)
+		body, truncated, _ := a.readRedacted(resp.Body, DefaultBodyLimit)
 		msg := fmt.Sprintf("control plane answered 404 Not Found to GET %s after %d request(s): agent %q not found; "+
 			"if it exists, check that LANGSMITH_CONTROL_PLANE_URL carries the install's path prefix: %s",
 			RouteConnections, requests, in.AgentID, a.redact(describeErrorBody(body, truncated)))
@@ -134,7 +134,7 @@ func (a *Activities) readConnectionList(resp *http.Response) ([]string, error) {
 	if limit <= 0 {
 		limit = DefaultListBodyLimit
 	}
-	body, truncated, err := readBody(resp.Body, limit)
+	body, truncated, err := a.readRedacted(resp.Body, limit)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("was cut off: %w", err)

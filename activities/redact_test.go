@@ -137,8 +137,11 @@ func TestRemoveConnection_KeyEchoedAcrossTheCut(t *testing.T) {
 					if err == nil {
 						t.Fatal("got success, want a BadRequest failure")
 					}
-					if !strings.Contains(err.Error(), "…") {
-						t.Fatal("the message holds no cut excerpt; the case is wrong")
+					// The body is redacted whole before it is clipped, so the excerpt holds the
+					// marker (and may no longer be cut at the key); either way the case reached
+					// the echoed credential.
+					if !strings.Contains(err.Error(), "…") && !strings.Contains(err.Error(), "[REDACTED]") {
+						t.Fatal("the message holds neither a cut excerpt nor the redaction marker; the case is wrong")
 					}
 					checkNoLeak(t, f, err)
 				})

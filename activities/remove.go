@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -263,7 +264,7 @@ type classified struct {
 // classify maps a non-success status to its failure type, per the contract's status table.
 func (a *Activities) classify(resp *http.Response, requests int) classified {
 	status := resp.StatusCode
-	body, truncated, readErr := readBody(resp.Body, DefaultBodyLimit)
+	body, truncated, readErr := a.readRedacted(resp.Body, DefaultBodyLimit)
 	detail := describeErrorBody(body, truncated)
 	if readErr != nil {
 		detail = fmt.Sprintf("%s (body cut off: %v)", detail, readErr)
@@ -323,6 +324,14 @@ func (a *Activities) redact(s string) string {
 		return s
 	}
 	return redactSecrets(s, creds.APIKey, creds.BearerToken)
+}
+
+// readRedacted reads a response body (bounded, as readBody) and removes the credentials from all
+// of it before anything clips or quotes it, so a key echoed across an excerpt's cut never leaves a
+// prefix behind.
+func (a *Activities) readRedacted(body io.Reader, limit int64) ([]byte, bool, error) {
+	data, truncated, err := readBody(body, limit)
+	return []byte(a.redact(string(data))), truncated, err
 }
 
 // failure builds the ApplicationError the contract asks for, with FailureDetails attached.
