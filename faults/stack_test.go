@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	return devserver.RunWithWorker(m, func(s *devserver.Server, bin string) { shared, workerBin = s, bin })
+	return devserver.RunWithWorker(m.Run, func(s *devserver.Server, bin string) { shared, workerBin = s, bin })
 }
 
 // emuHost serves an emulator from an http.Server on a fixed loopback address, so a case can take

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	return devserver.RunWithWorker(m, func(s *devserver.Server, bin string) { server, workerBin = s, bin })
+	return devserver.RunWithWorker(m.Run, func(s *devserver.Server, bin string) { server, workerBin = s, bin })
 }
 
 // stack is one test's emulator, worker and client, on a task queue of its own.

@@ -4,14 +4,21 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"testing"
 
 	"github.com/agentops/agentconnections/internal/proc"
 )
 
+// TB is the part of testing.TB that ForTest uses; taking it as an interface keeps the testing
+// package out of this non-test code.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // ForTest starts a server for a test and stops it when the test ends. A missing temporal CLI fails
 // the test: `make test` installs it, and a test that cannot run must not pass quietly.
-func ForTest(tb testing.TB, opts Options) *Server {
+func ForTest(tb TB, opts Options) *Server {
 	tb.Helper()
 	s, err := Start(context.Background(), opts)
 	if err != nil {
@@ -21,10 +28,11 @@ func ForTest(tb testing.TB, opts Options) *Server {
 	return s
 }
 
-// RunWithWorker is a TestMain for packages that run the worker binary against one shared dev
-// server: it builds the worker into a temporary folder, starts the server, hands both to setup,
-// runs the tests, and stops and removes everything. It returns the exit code for os.Exit.
-func RunWithWorker(m *testing.M, setup func(server *Server, workerBin string)) int {
+// RunWithWorker is the body of a TestMain for packages that run the worker binary against one
+// shared dev server: it builds the worker into a temporary folder, starts the server, hands both
+// to setup, calls run (the package's m.Run), and stops and removes everything. It returns the exit
+// code for os.Exit.
+func RunWithWorker(run func() int, setup func(server *Server, workerBin string)) int {
 	dir, err := os.MkdirTemp("", "agent-connections-tests-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -43,5 +51,5 @@ func RunWithWorker(m *testing.M, setup func(server *Server, workerBin string)) i
 	}
 	defer s.Stop()
 	setup(s, bin)
-	return m.Run()
+	return run()
 }

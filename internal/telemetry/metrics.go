@@ -8,8 +8,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-
-	"github.com/agentops/agentconnections/activities"
 )
 
 // Scope of the worker's own instruments.
@@ -46,7 +44,8 @@ var (
 	waitBuckets = []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
 )
 
-// Metrics implements activities.Metrics with OpenTelemetry instruments. A nil *Metrics records
+// Metrics records the activities' measurements (it satisfies activities.Metrics; the worker,
+// where the two meet, asserts that) with OpenTelemetry instruments. A nil *Metrics records
 // nothing.
 type Metrics struct {
 	removals   metric.Int64Counter
@@ -55,8 +54,6 @@ type Metrics struct {
 	retryAfter metric.Float64Histogram
 	pacerWait  metric.Float64Histogram
 }
-
-var _ activities.Metrics = (*Metrics)(nil)
 
 // NewMetrics creates the worker's instruments on mp.
 func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {

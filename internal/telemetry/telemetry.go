@@ -1,7 +1,8 @@
 // Package telemetry sets up the worker's OpenTelemetry providers: metrics (the Temporal SDK's and
 // the worker's own, served for Prometheus from a registry of their own) and traces (exported over
-// OTLP when an endpoint is configured, otherwise not recorded). It implements activities.Metrics
-// with OpenTelemetry instruments, so the activities never import an exporter.
+// OTLP when an endpoint is configured, otherwise not recorded). Its Metrics satisfy the
+// activities' Metrics interface with OpenTelemetry instruments, so the activities never import an
+// exporter, and this package never imports the activities.
 package telemetry
 
 import (
