@@ -51,9 +51,7 @@ type Coordinator interface {
 // result from: its workflow does not exist or ended without one.
 var ErrRemovalNotRunning = errors.New("no standalone removal result")
 
-// TemporalCoordinator is the Coordinator of a worker, asking the Temporal service. Client may be
-// set after the activities are built (a pointer to the coordinator in Config), as long as it is
-// set before the worker starts polling.
+// TemporalCoordinator is the Coordinator of a worker, asking the Temporal service through Client.
 type TemporalCoordinator struct {
 	Client client.Client
 }

@@ -40,7 +40,7 @@ const (
 // Defaults of the worker's configuration.
 const (
 	defaultControlPlaneURL         = "https://api.host.langchain.com"
-	defaultRequestTimeout          = 30 * time.Second
+	defaultRequestTimeout          = activities.DefaultRequestTimeout
 	defaultHTTPAddress             = "127.0.0.1:9090"
 	defaultStopTimeout             = 30 * time.Second
 	defaultMaxConcurrentActivities = 100
@@ -117,8 +117,24 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 		LogLevel:                defaultLogLevel,
 		ServiceName:             telemetry.DefaultServiceName,
 	}
-
 	// Logging first, so that a bad log setting is reported before anything that would log.
+	for _, step := range []func() error{
+		func() error { return loadLogging(get, logFormatFlag, &cfg) },
+		func() error { return loadTaskQueue(get, &cfg) },
+		func() error { return loadCredentials(get, &cfg) },
+		func() error { return loadControlPlane(get, &cfg) },
+		func() error { return loadServing(lookup, get, &cfg) },
+		func() error { return loadLimits(get, &cfg) },
+		func() error { return loadTelemetry(lookup, get, &cfg) },
+	} {
+		if err := step(); err != nil {
+			return config{}, err
+		}
+	}
+	return cfg, nil
+}
+
+func loadLogging(get func(string) string, logFormatFlag *string, cfg *config) error {
 	if v := get(envLogFormat); v != "" {
 		cfg.LogFormat = v
 	}
@@ -127,26 +143,29 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 		cfg.LogFormat, formatSource = *logFormatFlag, "--log-format"
 	}
 	if cfg.LogFormat != logging.FormatJSON && cfg.LogFormat != logging.FormatConsole {
-		return config{}, problem(formatSource, "%q is not one of %s, %s", cfg.LogFormat, logging.FormatJSON, logging.FormatConsole)
+		return problem(formatSource, "%q is not one of %s, %s", cfg.LogFormat, logging.FormatJSON, logging.FormatConsole)
 	}
 	if v := get(envLogLevel); v != "" {
 		if _, err := logging.ParseLevel(v); err != nil {
-			return config{}, problem(envLogLevel, "%q is not one of debug, info, warn, error", v)
+			return problem(envLogLevel, "%q is not one of debug, info, warn, error", v)
 		}
 		cfg.LogLevel = v
 	}
+	return nil
+}
 
+func loadTaskQueue(get func(string) string, cfg *config) error {
 	if v := get(ac.TaskQueueEnv); v != "" {
 		if strings.TrimSpace(v) != v {
-			return config{}, problem(ac.TaskQueueEnv, "%q has leading or trailing whitespace", v)
+			return problem(ac.TaskQueueEnv, "%q has leading or trailing whitespace", v)
 		}
 		cfg.TaskQueue = v
 	}
+	return nil
+}
 
-	if err := loadCredentials(get, &cfg); err != nil {
-		return config{}, err
-	}
-
+// loadControlPlane reads where the control plane is and how long one request may take.
+func loadControlPlane(get func(string) string, cfg *config) error {
 	rawURL := defaultControlPlaneURL
 	if v := get(envControlPlaneURL); v != "" {
 		rawURL = v
@@ -154,59 +173,72 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 	u, err := activities.ParseBaseURL(rawURL)
 	if err != nil {
 		// ParseBaseURL never repeats user info, so a URL with a password in it stays out of the message.
-		return config{}, problem(envControlPlaneURL, "%v", err)
+		return problem(envControlPlaneURL, "%v", err)
 	}
 	cfg.ControlPlaneURL = u
+	cfg.RequestTimeout, err = duration(envRequestTimeout, get(envRequestTimeout), defaultRequestTimeout, false)
+	return err
+}
 
-	if cfg.RequestTimeout, err = duration(envRequestTimeout, get(envRequestTimeout), defaultRequestTimeout, false); err != nil {
-		return config{}, err
-	}
+// loadServing reads the stop timeout and the HTTP address; set but empty means "no HTTP server",
+// so the address tells unset from empty.
+func loadServing(lookup func(string) (string, bool), get func(string) string, cfg *config) error {
+	var err error
 	if cfg.StopTimeout, err = duration(envStopTimeout, get(envStopTimeout), defaultStopTimeout, true); err != nil {
-		return config{}, err
+		return err
 	}
-
-	// Set but empty means "no HTTP server", so this one tells unset from empty.
 	if v, ok := lookup(envHTTPAddress); ok {
 		if v != "" {
 			if err := checkListenAddress(v); err != nil {
-				return config{}, problem(envHTTPAddress, "%q is not host:port such as %s (%v)", v, defaultHTTPAddress, err)
+				return problem(envHTTPAddress, "%q is not host:port such as %s (%v)", v, defaultHTTPAddress, err)
 			}
 		}
 		cfg.HTTPAddress = v
 	}
+	return nil
+}
 
-	if v := get(envMaxConcurrentActivities); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return config{}, problem(envMaxConcurrentActivities, "%q is not a positive integer", v)
-		}
-		cfg.MaxConcurrentActivities = n
+// loadLimits reads the concurrency and rate limits.
+func loadLimits(get func(string) string, cfg *config) error {
+	var err error
+	if cfg.MaxConcurrentActivities, err = positive(envMaxConcurrentActivities, get(envMaxConcurrentActivities), cfg.MaxConcurrentActivities); err != nil {
+		return err
 	}
 	if cfg.RequestsPerSecond, err = rate(envRequestsPerSecond, get(envRequestsPerSecond), defaultRequestsPerSecond); err != nil {
-		return config{}, err
+		return err
 	}
 	if cfg.TaskQueueActivitiesPerSecond, err = rate(envTaskQueueActivitiesRate, get(envTaskQueueActivitiesRate), 0); err != nil {
-		return config{}, err
+		return err
 	}
-	if v := get(envRequestBurst); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return config{}, problem(envRequestBurst, "%q is not a positive integer", v)
-		}
-		cfg.RequestBurst = n
-	}
+	cfg.RequestBurst, err = positive(envRequestBurst, get(envRequestBurst), cfg.RequestBurst)
+	return err
+}
 
+// positive reads a positive integer, or keeps def when raw is empty.
+func positive(name, raw string, def int) (int, error) {
+	if raw == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n <= 0 {
+		return 0, problem(name, "%q is not a positive integer", raw)
+	}
+	return n, nil
+}
+
+func loadTelemetry(lookup func(string) (string, bool), get func(string) string, cfg *config) error {
 	if v := strings.TrimSpace(get(telemetry.EnvServiceName)); v != "" {
 		cfg.ServiceName = v
 	}
+	var err error
 	if cfg.Tracing, err = telemetry.LoadTraceConfig(lookup); err != nil {
 		var setting *telemetry.SettingError
 		if errors.As(err, &setting) {
-			return config{}, problem(setting.Name, "%s", setting.Problem)
+			return problem(setting.Name, "%s", setting.Problem)
 		}
-		return config{}, err
+		return err
 	}
-	return cfg, nil
+	return nil
 }
 
 // rate reads a non-negative number per second; 0 turns the limit off.

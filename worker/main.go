@@ -69,16 +69,82 @@ func main() {
 }
 
 // run is the whole worker: it returns when ctx is done (after a graceful stop) or when it cannot
-// go on, with the process exit code.
+// go on, with the process exit code. Each step is a function below, in the order they run.
 func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int {
-	env := environ.Env(vars)
-	fail := func(code int, format string, a ...any) int {
-		// One line, whatever the wrapped errors carry.
-		msg := strings.ReplaceAll(fmt.Sprintf(format, a...), "\n", " ")
-		_, _ = fmt.Fprintln(stderr, "worker: "+msg)
+	f, code, done := parseFlags(args, stdout, stderr)
+	if done {
 		return code
 	}
+	env := environ.Env(vars)
+	cfg, err := loadConfig(env.LookupEnv, f.logFormat)
+	if err != nil {
+		return fail(stderr, exitConfig, "%v", err)
+	}
+	clientOpts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{EnvLookup: env})
+	if err != nil {
+		return fail(stderr, exitConfig, "temporal client settings (TEMPORAL_*): %v", err)
+	}
+	zl, err := logging.New(cfg.LogFormat, cfg.LogLevel, stderr)
+	if err != nil {
+		return fail(stderr, exitConfig, "%v", err)
+	}
+	defer func() { _ = zl.Sync() }()
+	logger := logging.NewAdapter(zl)
 
+	tel, err := startTelemetry(ctx, cfg, f.version, logger)
+	if err != nil {
+		return fail(stderr, exitFailure, "telemetry: %v", err)
+	}
+	defer shutdownTelemetry(ctx, tel, logger)
+
+	// Listen before dialing: /healthz answers (and /readyz says 503) while the dial is in progress.
+	h := &health{metrics: tel.Handler()}
+	stopHTTP, err := serveHTTP(ctx, cfg.HTTPAddress, h.handler(), logger)
+	if err != nil {
+		return fail(stderr, exitFailure, "%s: %v", envHTTPAddress, err)
+	}
+	defer stopHTTP()
+
+	c, target, err := dial(ctx, clientOpts, logger, tel)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return exitOK // asked to stop while still connecting: nothing ran, nothing to hand back
+	case err != nil:
+		return fail(stderr, exitFailure, "%v", err)
+	}
+	defer c.Close()
+	if cfg.HTTPAddress != "" {
+		// /readyz also asks whether the server still answers (ready.go).
+		defer h.watchInBackground(ctx, c, logger, target.hostPort)()
+	}
+
+	acts, credMode, err := newActivities(cfg, f.version, logger, tel, c)
+	if err != nil {
+		return fail(stderr, exitConfig, "%v", err)
+	}
+	fatal := make(chan error, 1)
+	w := newWorker(c, cfg, acts, fatal)
+	if err := w.Start(); err != nil {
+		return fail(stderr, exitFailure, "start polling task queue %s: %v", cfg.TaskQueue, err)
+	}
+	h.setPolling(true)
+	logStarted(logger, cfg, f.version, target, credMode)
+	return waitForStop(ctx, fatal, logger, cfg, func() {
+		// Not ready first, so no new traffic is routed here while the pollers wind down.
+		h.setPolling(false)
+		w.Stop()
+	})
+}
+
+// flags are the command line's settings; everything else comes from the environment.
+type flags struct {
+	logFormat *string // nil unless --log-format was given
+	version   string
+}
+
+// parseFlags reads the command line. done is true when run should return code at once (--version,
+// -h, a bad flag or argument).
+func parseFlags(args []string, stdout, stderr io.Writer) (f flags, code int, done bool) {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -88,43 +154,37 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+			return f, exitOK, true
 		}
-		return exitConfig
+		return f, exitConfig, true
 	}
 	if fs.NArg() > 0 {
-		return fail(exitConfig, "unexpected argument %q; settings come from the environment", fs.Arg(0))
+		return f, fail(stderr, exitConfig, "unexpected argument %q; settings come from the environment", fs.Arg(0)), true
 	}
-	ver := resolveVersion(version, debug.ReadBuildInfo)
+	f.version = resolveVersion(version, debug.ReadBuildInfo)
 	if *showVersion {
-		_, _ = fmt.Fprintln(stdout, "agent-connections-worker", ver)
-		return exitOK
+		_, _ = fmt.Fprintln(stdout, "agent-connections-worker", f.version)
+		return f, exitOK, true
 	}
-	var formatFlag *string
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "log-format" {
-			formatFlag = logFormat
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "log-format" {
+			f.logFormat = logFormat
 		}
 	})
+	return f, exitOK, false
+}
 
-	cfg, err := loadConfig(env.LookupEnv, formatFlag)
-	if err != nil {
-		return fail(exitConfig, "%v", err)
-	}
-	clientOpts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{EnvLookup: env})
-	if err != nil {
-		return fail(exitConfig, "temporal client settings (TEMPORAL_*): %v", err)
-	}
-	zl, err := logging.New(cfg.LogFormat, cfg.LogLevel, stderr)
-	if err != nil {
-		return fail(exitConfig, "%v", err)
-	}
-	defer func() { _ = zl.Sync() }()
-	logger := logging.NewAdapter(zl)
+// fail prints one line (whatever the wrapped errors carry) and returns code.
+func fail(stderr io.Writer, code int, format string, a ...any) int {
+	msg := strings.ReplaceAll(fmt.Sprintf(format, a...), "\n", " ")
+	_, _ = fmt.Fprintln(stderr, "worker: "+msg)
+	return code
+}
 
-	// Telemetry before anything that reports to it. Spans and metrics hold no credential: the
-	// activities label by route template and status class, and their spans carry IDs, never
-	// headers.
+// startTelemetry sets up metrics and traces before anything that reports to them. Spans and
+// metrics hold no credential: the activities label by route template and status class, and their
+// spans carry IDs, never headers.
+func startTelemetry(ctx context.Context, cfg config, ver string, logger log.Logger) (*telemetry.Telemetry, error) {
 	tel, err := telemetry.New(ctx, telemetry.Options{
 		ServiceName:    cfg.ServiceName,
 		ServiceVersion: ver,
@@ -135,28 +195,85 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		},
 	})
 	if err != nil {
-		return fail(exitFailure, "telemetry: %v", err)
+		return nil, err
 	}
-	defer func() {
-		// Flush the spans still buffered; bounded, so an unreachable collector cannot hold the exit.
-		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := tel.Shutdown(shutdownCtx); err != nil {
-			logger.Warn("telemetry shutdown failed", "error", err.Error())
-		}
-	}()
 	// The exporters report failures (an unreachable collector) through OpenTelemetry's process-wide
 	// handler; route them into this worker's log instead of the standard logger.
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		logger.Warn("opentelemetry error", "error", err.Error())
 	}))
+	return tel, nil
+}
+
+// shutdownTelemetry flushes the spans still buffered; bounded, so an unreachable collector cannot
+// hold the exit.
+func shutdownTelemetry(ctx context.Context, tel *telemetry.Telemetry, logger log.Logger) {
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := tel.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("telemetry shutdown failed", "error", err.Error())
+	}
+}
+
+// serveHTTP serves /metrics, /healthz and /readyz on addr until the returned stop is called; an
+// empty addr serves nothing.
+func serveHTTP(ctx context.Context, addr string, handler http.Handler, logger log.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("health server stopped", "error", err.Error())
+		}
+	}()
+	return func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}, nil
+}
+
+// temporalTarget is where the client connects, for messages and logs.
+type temporalTarget struct{ hostPort, namespace string }
+
+// dial connects to Temporal with the envconfig options plus this worker's logger, metrics and
+// tracing, bounded by dialTimeout so a wrong address fails the start instead of hanging it.
+func dial(ctx context.Context, opts client.Options, logger log.Logger, tel *telemetry.Telemetry) (client.Client, temporalTarget, error) {
+	target := temporalTarget{hostPort: opts.HostPort, namespace: opts.Namespace}
+	if target.hostPort == "" {
+		target.hostPort = client.DefaultHostPort
+	}
+	if target.namespace == "" {
+		target.namespace = client.DefaultNamespace
+	}
 	tracing, err := tel.TracingInterceptor()
 	if err != nil {
-		return fail(exitFailure, "tracing interceptor: %v", err)
+		return nil, target, fmt.Errorf("tracing interceptor: %w", err)
 	}
+	opts.Logger = logger
+	opts.MetricsHandler = tel.TemporalMetricsHandler()
+	opts.Interceptors = append(opts.Interceptors, tracing)
+	dialCtx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	c, err := client.DialContext(dialCtx, opts)
+	if err != nil {
+		return nil, target, fmt.Errorf("cannot connect to Temporal at %s (namespace %s): %w", target.hostPort, target.namespace, err)
+	}
+	return c, target, nil
+}
 
+// newActivities builds the activities with the configured credentials (static, or re-read from
+// LANGSMITH_API_KEY_FILE) and a coordinator on client c, so a teardown and a standalone removal
+// of the same connection stay out of each other's way. credMode names the credential kind for
+// the start-up log.
+func newActivities(cfg config, ver string, logger log.Logger, tel *telemetry.Telemetry, c client.Client) (acts *activities.Activities, credMode string, err error) {
 	var creds activities.CredentialSource = activities.StaticCredentials(cfg.Credentials)
-	credMode := "api_key"
+	credMode = "api_key"
 	if cfg.APIKeyFile != "" {
 		rest := cfg.Credentials
 		rest.APIKey = ""
@@ -165,11 +282,8 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 	} else if cfg.Credentials.APIKey == "" {
 		credMode = "bearer_token"
 	}
-	// The coordinator lets a teardown and a standalone removal of the same connection stay out of
-	// each other's way; it gets its client once the dial below succeeds, before any polling.
-	coordinator := &activities.TemporalCoordinator{}
-	acts, err := activities.New(activities.Config{
-		Coordinator:       coordinator,
+	acts, err = activities.New(activities.Config{
+		Coordinator:       activities.TemporalCoordinator{Client: c},
 		BaseURL:           cfg.ControlPlaneURL.String(),
 		Credentials:       creds,
 		RequestTimeout:    cfg.RequestTimeout,
@@ -180,59 +294,12 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		Metrics:           activityMetrics(tel),
 		TracerProvider:    tel.TracerProvider(),
 	})
-	if err != nil {
-		return fail(exitConfig, "%v", err)
-	}
+	return acts, credMode, err
+}
 
-	// Listen before dialing: /healthz answers (and /readyz says 503) while the dial is in progress.
-	h := &health{metrics: tel.Handler()}
-	if cfg.HTTPAddress != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPAddress)
-		if err != nil {
-			return fail(exitFailure, "%s: %v", envHTTPAddress, err)
-		}
-		srv := &http.Server{Handler: h.handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("health server stopped", "error", err.Error())
-			}
-		}()
-		defer func() {
-			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(shutdownCtx)
-		}()
-	}
-
-	hostPort, namespace := clientOpts.HostPort, clientOpts.Namespace
-	if hostPort == "" {
-		hostPort = client.DefaultHostPort
-	}
-	if namespace == "" {
-		namespace = client.DefaultNamespace
-	}
-	clientOpts.Logger = logger
-	clientOpts.MetricsHandler = tel.TemporalMetricsHandler()
-	clientOpts.Interceptors = append(clientOpts.Interceptors, tracing)
-	dialCtx, cancelDial := context.WithTimeout(ctx, dialTimeout)
-	c, err := client.DialContext(dialCtx, clientOpts)
-	cancelDial()
-	if err != nil {
-		if ctx.Err() != nil {
-			// Asked to stop while still connecting: nothing ran, nothing to hand back.
-			return exitOK
-		}
-		return fail(exitFailure, "cannot connect to Temporal at %s (namespace %s): %v", hostPort, namespace, err)
-	}
-	defer c.Close()
-	coordinator.Client = c
-	if cfg.HTTPAddress != "" {
-		// /readyz also asks whether the server still answers (ready.go).
-		stopWatch := h.watchInBackground(ctx, c, logger, hostPort)
-		defer stopWatch()
-	}
-
-	fatal := make(chan error, 1)
+// newWorker builds the worker on the task queue with the workflows and activities registered;
+// a fatal worker error is sent on fatal.
+func newWorker(c client.Client, cfg config, acts *activities.Activities, fatal chan<- error) worker.Worker {
 	w := worker.New(c, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities,
 		TaskQueueActivitiesPerSecond:       cfg.TaskQueueActivitiesPerSecond,
@@ -249,15 +316,16 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		},
 	})
 	register(w, acts)
-	if err := w.Start(); err != nil {
-		return fail(exitFailure, "start polling task queue %s: %v", cfg.TaskQueue, err)
-	}
-	h.setPolling(true)
+	return w
+}
+
+// logStarted writes the start-up line: every setting that matters, never a credential.
+func logStarted(logger log.Logger, cfg config, ver string, target temporalTarget, credMode string) {
 	logger.Info("worker started",
 		"version", ver,
 		"task_queue", cfg.TaskQueue,
-		"temporal_address", hostPort,
-		"namespace", namespace,
+		"temporal_address", target.hostPort,
+		"namespace", target.namespace,
 		"control_plane_host", cfg.ControlPlaneURL.Host,
 		"credentials", credMode,
 		"tenant_id_set", cfg.Credentials.TenantID != "",
@@ -271,7 +339,11 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		"tracing", tracingMode(cfg.Tracing),
 		"service_name", cfg.ServiceName,
 	)
+}
 
+// waitForStop blocks until a stop is asked for or the worker fails, then runs stop and returns
+// the exit code.
+func waitForStop(ctx context.Context, fatal <-chan error, logger log.Logger, cfg config, stop func()) int {
 	code := exitOK
 	select {
 	case <-ctx.Done():
@@ -281,9 +353,7 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		logger.Error("worker stopping: fatal error", "error", err.Error())
 		code = exitFailure
 	}
-	// Not ready first, so no new traffic is routed here while the pollers wind down.
-	h.setPolling(false)
-	w.Stop()
+	stop()
 	logger.Info("worker stopped", "task_queue", cfg.TaskQueue)
 	return code
 }
