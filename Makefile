@@ -51,13 +51,13 @@ run: build bin/temporal
 teardown: build bin/temporal
 	go run ./demo --bin bin --teardown 500
 
-# Benchmarks against baselines measured in the same run (bench/); figures go to BENCHMARKS.md.
+# Benchmarks against baselines measured in the same run (bench/); figures go to docs/benchmarks.md.
 bench: bin/temporal
 	go test -run XXX -bench . -benchmem -benchtime 2000x ./activities/
-	go run ./bench --out BENCHMARKS.md
+	go run ./bench --out docs/benchmarks.md
 
 # The fault suite (faults/, real processes) and bounded fuzzing of the parsers; results in
-# RELIABILITY.md.
+# docs/reliability.md.
 FUZZTIME ?= 30s
 faults: bin/temporal
 	go test -tags faults -count=1 -timeout 60m -v ./faults/

@@ -1,7 +1,7 @@
 // Command bench measures the worker against baselines measured in the same run, on the same
 // Temporal dev server and control plane emulator, and writes the figures as markdown:
 //
-//	go run ./bench --out BENCHMARKS.md
+//	go run ./bench --out docs/benchmarks.md
 //
 // Every figure is a ratio to a baseline of that run:
 //

@@ -70,7 +70,7 @@ func TestQuickRun(t *testing.T) {
 		t.Errorf("got %d goals, want 5: %+v", len(rep.Goals), rep.Goals)
 	}
 
-	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	out := filepath.Join(t.TempDir(), "benchmarks.md")
 	filled := "\n| BenchmarkRemoveConnection | filled by someone else |\n"
 	if err := os.WriteFile(out, []byte("old\n"+hotPathStart+filled+hotPathEnd+"\nold tail\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -7,5 +7,5 @@
 //
 // The tests carry the build tag "faults", so `go test ./...` compiles this package and runs
 // nothing; `make faults` runs them (go test -tags faults -count=1 -timeout 60m -v ./faults/).
-// RELIABILITY.md at the module root records a run.
+// docs/reliability.md records a run.
 package faults
