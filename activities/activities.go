@@ -1,9 +1,9 @@
 // Package activities holds the Temporal activities of the worker: RemoveConnection sends the
 // control plane's DELETE for one agent connection and turns the answer into a result or a
-// classified failure, as the contract's status table says; ListConnections and RemoveConnections
-// do the same for a whole agent's teardown; CheckTeardownClaim, AwaitTeardownOutcome and
-// AwaitStandaloneRemoval keep a teardown and a standalone removal of the same connection from
-// sending DELETEs at the same time. The Activities struct carries its dependencies (HTTP client,
+// classified failure, as the status table in docs/contract.md says; ListConnections and
+// RemoveConnections do the same for a whole agent's teardown; CheckTeardownClaim,
+// AwaitTeardownOutcome and AwaitStandaloneRemoval keep a teardown and a standalone removal of the
+// same connection from sending DELETEs at the same time. The Activities struct carries its dependencies (HTTP client,
 // base URL, credentials, coordinator); the worker registers a pointer to it, so every exported
 // method is an activity named after it.
 package activities

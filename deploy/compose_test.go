@@ -652,7 +652,7 @@ func TestCompose_SecretsAreGitIgnoredFilesWithAWorkingExample(t *testing.T) {
 		// The documented first step copies the example into place: the worker must accept it.
 		example, err := os.ReadFile(secret.File + ".example")
 		if err != nil {
-			t.Errorf("secret %s: %v (the example the README tells people to copy)", name, err)
+			t.Errorf("secret %s: %v (the example docs/operations.md tells people to copy)", name, err)
 			continue
 		}
 		key := strings.TrimSpace(string(example))

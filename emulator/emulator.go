@@ -1,9 +1,9 @@
 // Package emulator is a local stand-in for the agent-connection routes of the LangSmith Deployment
 // Control Plane API (list, create and remove connections under /v2/auth/agents/{agent_id}). It
 // exists so that the worker can be tried without a LangSmith account, and so that tests and the
-// demo can provoke every answer the contract covers: 204, 404, 401, 403, 422, 429 with Retry-After,
-// 5xx, slow or hanging requests and malformed bodies. It is tooling, not a model of the real service
-// beyond what the OpenAPI excerpt in shared/spec and the contract state.
+// demo can provoke every answer docs/contract.md covers: 204, 404, 401, 403, 422, 429 with
+// Retry-After, 5xx, slow or hanging requests and malformed bodies. It is tooling, not a model of the
+// real service beyond what docs/contract.md states.
 //
 // A Server is an http.Handler. Go tests use it with httptest.NewServer and drive it through its
 // methods (register em.Close after the httptest.Server's Close so it runs first); the emulator

@@ -512,8 +512,8 @@ func outcomeCounts(res ac.RemoveAgentConnectionsResult) map[string]int {
 
 // checkOutcomes requires every repeated connection of the audit to have ended as success in the
 // teardown result, every connection to be removed or already_absent unless in failing, and each
-// outcome's attempts to count at least the DELETEs the emulator saw for it (the contract: attempts
-// counts the requests sent, across attempts). It returns how many outcomes undercount.
+// outcome's attempts to count at least the DELETEs the emulator saw for it (docs/contract.md:
+// attempts counts the requests sent, across attempts). It returns how many outcomes undercount.
 func checkOutcomes(t *testing.T, what string, res ac.RemoveAgentConnectionsResult, want []string, failing map[string]string, a audit) int {
 	t.Helper()
 	got := map[string]ac.ConnectionOutcome{}

@@ -1,7 +1,7 @@
 // Command starter asks the worker to remove one agent connection, or with --all every connection of
 // one agent: it starts RemoveConnectionWorkflow (or RemoveAgentConnectionsWorkflow) under the
-// contract's workflow ID, or attaches to the one already running under that ID, and by default
-// waits for the outcome, showing the teardown's progress as it goes.
+// workflow ID docs/contract.md gives it, or attaches to the one already running under that ID, and
+// by default waits for the outcome, showing the teardown's progress as it goes.
 //
 //	starter --agent-id A --connection-id C [--missing-ok=true] [--wait=true] [--json] [--task-queue Q]
 //	starter --agent-id A --all [--connection-ids C1,C2] [--concurrency N] [--continue-on-error=true]

@@ -1,7 +1,7 @@
 // Command worker polls the agent-connections task queue and runs RemoveConnectionWorkflow and its
 // RemoveConnection activity against the LangSmith control plane. It reads its settings from the
-// environment (see config.go and the README), serves /healthz and /readyz, and stops gracefully on
-// SIGINT or SIGTERM, giving in-flight removals WORKER_STOP_TIMEOUT to finish.
+// environment (see config.go and docs/contract.md), serves /healthz and /readyz, and stops
+// gracefully on SIGINT or SIGTERM, giving in-flight removals WORKER_STOP_TIMEOUT to finish.
 //
 // Exit codes: 0 after a requested stop (or --version, -h), 1 when it cannot connect to Temporal,
 // listen on WORKER_HTTP_ADDRESS, start polling, or hits a fatal worker error, 2 for a missing or
