@@ -238,7 +238,7 @@ func TestContract_IDsArePathEscapedUnderThePrefix(t *testing.T) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
-	if _, err := env.ExecuteActivity(ac.RemoveConnectionActivityType, ac.RemoveConnectionActivityInput{AgentID: "agént", ConnectionID: "c:1"}); err != nil {
+	if _, err := env.ExecuteActivity(ac.RemoveConnectionActivityType, activities.RemoveConnectionInput{AgentID: "agént", ConnectionID: "c:1"}); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := fmt.Sprint(cp.paths), "[DELETE /api-host/v2/auth/agents/ag%C3%A9nt/connections/c:1]"; got != want {

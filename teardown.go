@@ -1,30 +1,6 @@
 package agentconnections
 
-import (
-	"fmt"
-	"time"
-)
-
-// Names of the teardown (RemoveAgentConnectionsWorkflow) and of what runs around it.
-const (
-	// RemoveConnectionsActivityType removes a batch of one agent's connections, with bounded
-	// parallelism and heartbeated progress, so a retry resumes where the last attempt stopped.
-	RemoveConnectionsActivityType = "RemoveConnections"
-	// ProgressQuery returns a TeardownProgress while the teardown runs.
-	ProgressQuery = "progress"
-	// ConnectionStatusQuery takes a connection ID and returns a ConnectionClaim: whether this
-	// teardown owns the connection and, once it is done with it, its outcome.
-	ConnectionStatusQuery = "connection_status"
-	// CancelUpdate stops a teardown cleanly: removals in flight finish, none start, and the
-	// workflow returns its result with Cancelled set. The update returns the progress at that moment.
-	CancelUpdate = "cancel"
-	// RemovalStateQuery returns the RemovalState of a RemoveConnectionWorkflow.
-	RemovalStateQuery = "removal_state"
-	// ReportQuery takes a page number (from 0) and returns a ReportPage of the teardown's
-	// per-connection report. It answers on a running teardown and on its final run after it
-	// closed, for as long as Temporal keeps the history.
-	ReportQuery = "report"
-)
+import "fmt"
 
 // Teardown defaults and bounds.
 const (
@@ -60,12 +36,6 @@ const (
 	MaxOutcomeMessageBytes = 256
 )
 
-// RemoveAgentConnectionsWorkflowID is the workflow ID of the teardown of one agent: one teardown
-// per agent runs at a time, and standalone removals find it by this ID.
-func RemoveAgentConnectionsWorkflowID(agentID string) string {
-	return "remove-agent-connections/" + agentID
-}
-
 // RemoveAgentConnectionsInput is the input of RemoveAgentConnectionsWorkflow.
 type RemoveAgentConnectionsInput struct {
 	AgentID string `json:"agent_id"`
@@ -80,10 +50,8 @@ type RemoveAgentConnectionsInput struct {
 	// ContinueOnError keeps removing the other connections after one fails for good. Absent means true.
 	ContinueOnError *bool `json:"continue_on_error,omitempty"`
 	// MaxHistoryEvents is the history length at which a run continues as new, carrying its
-	// progress (default DefaultTeardownMaxHistoryEvents).
+	// progress (default DefaultTeardownMaxHistoryEvents; 0 or at least MinTeardownMaxHistoryEvents).
 	MaxHistoryEvents int `json:"max_history_events,omitempty"`
-	// State carries progress across continue-as-new. Callers leave it empty.
-	State *TeardownState `json:"state,omitempty"`
 }
 
 // MissingOKOrDefault returns MissingOK, or true when it is absent.
@@ -210,67 +178,9 @@ type TeardownProgress struct {
 	Runs int `json:"runs"`
 }
 
-// TeardownState is the progress a teardown carries into its next run on continue-as-new. The
-// teardown sets it; a first run given one fails with InvalidRequest. When the progress is too
-// large for one payload, Paged is set instead and the next run reads it back from the run before
-// it, page by page.
-type TeardownState struct {
-	// Paged, when set, says the rest of this state is served by an earlier run.
-	Paged *PagedState `json:"paged,omitempty"`
-	// Listed is true once the connections are known (given or listed).
-	Listed bool `json:"listed"`
-	// Given is true when the caller named the connections (the re-list then reports only those).
-	Given bool `json:"given,omitempty"`
-	// Pending are the connections not yet finished, in order.
-	Pending []string `json:"pending"`
-	// Attempts counts the requests already sent for pending connections (by ID).
-	Attempts map[string]int `json:"attempts,omitempty"`
-	// Rounds counts the transient failures of pending connections so far (by ID).
-	Rounds map[string]int `json:"rounds,omitempty"`
-	// LastFailure is the failure type of each pending connection's last round (by ID).
-	LastFailure map[string]string `json:"last_failure,omitempty"`
-	// Outcomes are the finished connections.
-	Outcomes []ConnectionOutcome `json:"outcomes"`
-	// Runs counts the runs before this one.
-	Runs int `json:"runs"`
-	// StartedAt is when the first run started.
-	StartedAt time.Time `json:"started_at"`
-	// Cancelled is set once a cancel was accepted.
-	Cancelled bool `json:"cancelled,omitempty"`
-	// Stopped is set when the teardown stops starting removals for another reason than a cancel.
-	Stopped bool `json:"stopped,omitempty"`
-	// StopReason says why it stopped (see RemoveAgentConnectionsResult.StopReason).
-	StopReason string `json:"stop_reason,omitempty"`
-	// AgentNotFound is set when a list found no agent (only the verification list can leave the
-	// teardown running after that).
-	AgentNotFound bool `json:"agent_not_found,omitempty"`
-}
-
-// PagedState names the run that serves a carried TeardownState too large for one payload.
-type PagedState struct {
-	RunID string `json:"run_id"`
-	Pages int    `json:"pages"`
-	Bytes int    `json:"bytes"`
-}
-
 // ConnectionClaim is what the connection_status query answers: whether the teardown owns the
 // connection (it is in its set and not finished), and the outcome once it is finished.
 type ConnectionClaim struct {
 	Claimed bool               `json:"claimed"`
 	Outcome *ConnectionOutcome `json:"outcome,omitempty"`
-}
-
-// States of a RemoveConnectionWorkflow, as the removal_state query returns them.
-const (
-	// RemovalChecking: it is asking whether a teardown of its agent owns the connection.
-	RemovalChecking = "checking"
-	// RemovalWaitingForTeardown: a teardown owns the connection; this removal takes its outcome.
-	RemovalWaitingForTeardown = "waiting_for_teardown"
-	// RemovalRemoving: this removal sends its own DELETE.
-	RemovalRemoving = "removing"
-)
-
-// RemovalState is the answer of the removal_state query.
-type RemovalState struct {
-	State string `json:"state"`
 }

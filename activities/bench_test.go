@@ -69,7 +69,7 @@ func BenchmarkRemoveConnection(b *testing.B) {
 	suite.SetLogger(discardLogger{})
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
-	in := ac.RemoveConnectionActivityInput{AgentID: "agent-1", ConnectionID: "conn-1", MissingOK: true}
+	in := RemoveConnectionInput{AgentID: "agent-1", ConnectionID: "conn-1", MissingOK: true}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -102,14 +102,14 @@ func BenchmarkBareHTTPDeleteActivity(b *testing.B) {
 	srv := noContentServer(b)
 	c := &http.Client{Transport: newTransport(), Timeout: 5 * time.Second}
 	target := srv.URL + "/v2/auth/agents/agent-1/connections/conn-1"
-	bare := func(ctx context.Context, _ ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+	bare := func(ctx context.Context, _ RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 		return ac.RemoveConnectionResult{Outcome: ac.OutcomeRemoved, Attempts: 1}, bareDelete(ctx, c, target)
 	}
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(discardLogger{})
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivityWithOptions(bare, activity.RegisterOptions{Name: "BareDelete"})
-	in := ac.RemoveConnectionActivityInput{AgentID: "agent-1", ConnectionID: "conn-1", MissingOK: true}
+	in := RemoveConnectionInput{AgentID: "agent-1", ConnectionID: "conn-1", MissingOK: true}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {

@@ -27,7 +27,7 @@ type removeProgress struct {
 // the answer as the contract's status table says. Each request is counted and heartbeated before
 // it leaves, so the count (the result's attempts) and the rule "a 404 after an earlier request is
 // already_absent" hold across in-process retries, Temporal attempts and worker restarts.
-func (a *Activities) RemoveConnection(ctx context.Context, in ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+func (a *Activities) RemoveConnection(ctx context.Context, in RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 	logger := activity.GetLogger(ctx)
 	info := activity.GetInfo(ctx)
 	result := ac.RemoveConnectionResult{AgentID: in.AgentID, ConnectionID: in.ConnectionID}

@@ -99,7 +99,7 @@ func newFixtureAt(t *testing.T, baseURL string, n *atomic.Int64, srv *httptest.S
 	return &fixture{env: env, acts: acts, logs: logs, requests: n, server: srv}
 }
 
-func (f *fixture) remove(t *testing.T, in ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+func (f *fixture) remove(t *testing.T, in RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 	t.Helper()
 	val, err := f.env.ExecuteActivity(f.acts.RemoveConnection, in)
 	var res ac.RemoveConnectionResult
@@ -111,8 +111,8 @@ func (f *fixture) remove(t *testing.T, in ac.RemoveConnectionActivityInput) (ac.
 	return res, err
 }
 
-func input(missingOK bool) ac.RemoveConnectionActivityInput {
-	return ac.RemoveConnectionActivityInput{AgentID: "agent-1", ConnectionID: "conn-1", MissingOK: missingOK}
+func input(missingOK bool) RemoveConnectionInput {
+	return RemoveConnectionInput{AgentID: "agent-1", ConnectionID: "conn-1", MissingOK: missingOK}
 }
 
 // appError unwraps the ApplicationError the activity failed with.
@@ -327,7 +327,7 @@ func TestRemoveConnection_RefusedIDsSendNothing(t *testing.T) {
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, status(204, ""))
-			_, err := f.remove(t, ac.RemoveConnectionActivityInput{AgentID: tt.agent, ConnectionID: tt.conn})
+			_, err := f.remove(t, RemoveConnectionInput{AgentID: tt.agent, ConnectionID: tt.conn})
 			appErr := appError(t, err)
 			if appErr.Type() != ac.ErrInvalidRequest || !appErr.NonRetryable() {
 				t.Errorf("got type %q non-retryable %t, want %q non-retryable", appErr.Type(), appErr.NonRetryable(), ac.ErrInvalidRequest)
@@ -360,7 +360,7 @@ func TestRemoveConnection_URLAndHeaders(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 			f := newFixtureAt(t, srv.URL+tt.base, &n, srv)
-			if _, err := f.remove(t, ac.RemoveConnectionActivityInput{AgentID: tt.agent, ConnectionID: tt.conn}); err != nil {
+			if _, err := f.remove(t, RemoveConnectionInput{AgentID: tt.agent, ConnectionID: tt.conn}); err != nil {
 				t.Fatalf("remove: %v", err)
 			}
 			if got == nil {

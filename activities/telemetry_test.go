@@ -128,7 +128,7 @@ func TestRemoveConnection_MetricsFollowEachRequest(t *testing.T) {
 func TestRemoveConnection_MetricsOfARefusedIDAndAnUnreachableAPI(t *testing.T) {
 	rec := &recorder{}
 	f := newFixtureAt(t, "http://127.0.0.1:1", nil, nil, withMetrics(rec))
-	_, _ = f.remove(t, ac.RemoveConnectionActivityInput{AgentID: "agent-1", ConnectionID: "a/b"})
+	_, _ = f.remove(t, RemoveConnectionInput{AgentID: "agent-1", ConnectionID: "a/b"})
 	_, _ = f.remove(t, input(true))
 	requests, removals, _, _ := rec.calls()
 	// Port 1 refuses at once: the first request and both in-process retries.
@@ -206,7 +206,7 @@ func TestStatusClass(t *testing.T) {
 func TestMetricsArgumentsNeverCarryIDsOrCredentials(t *testing.T) {
 	rec := &recorder{}
 	f := newFixture(t, answers(422), withMetrics(rec))
-	_, _ = f.remove(t, ac.RemoveConnectionActivityInput{AgentID: "agent-secret-id", ConnectionID: "conn-secret-id"})
+	_, _ = f.remove(t, RemoveConnectionInput{AgentID: "agent-secret-id", ConnectionID: "conn-secret-id"})
 	requests, removals, retryAfters, _ := rec.calls()
 	all := strings.Join(slices.Concat(requests, removals, retryAfters), " ")
 	for _, s := range []string{"agent-secret-id", "conn-secret-id", testKey, testBearer, testTenant} {

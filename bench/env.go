@@ -321,13 +321,13 @@ func (p *inProcess) stop() {
 func noopWorkflow(ctx workflow.Context, in ac.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflows.RemoveConnectionActivityOptions(nil))
 	var res ac.RemoveConnectionResult
-	err := workflow.ExecuteActivity(ctx, noopActivityName, ac.RemoveConnectionActivityInput{
+	err := workflow.ExecuteActivity(ctx, noopActivityName, activities.RemoveConnectionInput{
 		AgentID: in.AgentID, ConnectionID: in.ConnectionID, MissingOK: in.MissingOKOrDefault(),
 	}).Get(ctx, &res)
 	return res, err
 }
 
-func noopActivity(_ context.Context, in ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+func noopActivity(_ context.Context, in activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 	return ac.RemoveConnectionResult{AgentID: in.AgentID, ConnectionID: in.ConnectionID, Outcome: ac.OutcomeRemoved, Attempts: 1}, nil
 }
 
@@ -349,7 +349,7 @@ func naiveTeardown(ctx workflow.Context, agentID string, ids []string, concurren
 			defer sem.Release(1)
 			var res ac.RemoveConnectionResult
 			err := workflow.ExecuteActivity(ctx, ac.RemoveConnectionActivityType,
-				ac.RemoveConnectionActivityInput{AgentID: agentID, ConnectionID: id, MissingOK: true}).Get(ctx, &res)
+				activities.RemoveConnectionInput{AgentID: agentID, ConnectionID: id, MissingOK: true}).Get(ctx, &res)
 			switch {
 			case err != nil && firstErr == nil:
 				firstErr = err

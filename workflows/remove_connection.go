@@ -95,7 +95,7 @@ func RemoveConnectionWorkflow(ctx workflow.Context, in ac.RemoveConnectionInput)
 
 	state = ac.RemovalRemoving
 	ctx = workflow.WithActivityOptions(ctx, RemoveConnectionActivityOptions(in.Retry))
-	err := workflow.ExecuteActivity(ctx, acts.RemoveConnection, ac.RemoveConnectionActivityInput{
+	err := workflow.ExecuteActivity(ctx, acts.RemoveConnection, activities.RemoveConnectionInput{
 		AgentID:      in.AgentID,
 		ConnectionID: in.ConnectionID,
 		MissingOK:    missingOK,

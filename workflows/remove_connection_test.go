@@ -43,9 +43,9 @@ func workflowError(t *testing.T, env *testsuite.TestWorkflowEnvironment) *tempor
 
 func TestRemoveConnectionWorkflow_Success(t *testing.T) {
 	env := newEnv(t)
-	var got ac.RemoveConnectionActivityInput
+	var got activities.RemoveConnectionInput
 	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+		func(_ context.Context, in activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 			got = in
 			return ac.RemoveConnectionResult{AgentID: in.AgentID, ConnectionID: in.ConnectionID, Outcome: ac.OutcomeRemoved, Attempts: 1}, nil
 		}).Once()
@@ -69,7 +69,7 @@ func TestRemoveConnectionWorkflow_Success(t *testing.T) {
 
 func TestRemoveConnectionWorkflow_MissingOKFalsePassesThrough(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, ac.RemoveConnectionActivityInput{AgentID: "a1", ConnectionID: "c1", MissingOK: false}).
+	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, activities.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1", MissingOK: false}).
 		Return(ac.RemoveConnectionResult{Outcome: ac.OutcomeRemoved, Attempts: 1}, nil).Once()
 	env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1", MissingOK: boolPtr(false)})
 	if err := env.GetWorkflowError(); err != nil {
@@ -85,7 +85,7 @@ func TestRemoveConnectionWorkflow_NonRetryableTypesStopAtOneAttempt(t *testing.T
 			calls := 0
 			// Returned as retryable on purpose: the policy's NonRetryableErrorTypes must stop it.
 			env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
-				func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+				func(context.Context, activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 					calls++
 					return ac.RemoveConnectionResult{}, temporal.NewApplicationError("refused", typ)
 				})
@@ -107,7 +107,7 @@ func TestRemoveConnectionWorkflow_RetryableTypesRetriedUpToTheBound(t *testing.T
 			env := newEnv(t)
 			calls := 0
 			env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
-				func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+				func(context.Context, activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 					calls++
 					return ac.RemoveConnectionResult{}, temporal.NewApplicationError("transient", typ)
 				})
@@ -127,7 +127,7 @@ func TestRemoveConnectionWorkflow_TransientThenSuccess(t *testing.T) {
 	env := newEnv(t)
 	calls := 0
 	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
-		func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+		func(context.Context, activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 			calls++
 			if calls < 3 {
 				return ac.RemoveConnectionResult{}, temporal.NewApplicationError("503", ac.ErrServerError)
@@ -148,7 +148,7 @@ func TestRemoveConnectionWorkflow_OverridesApply(t *testing.T) {
 	calls := 0
 	var info activity.Info
 	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, _ ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+		func(ctx context.Context, _ activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 			calls++
 			info = activity.GetInfo(ctx)
 			return ac.RemoveConnectionResult{}, temporal.NewApplicationError("503", ac.ErrServerError)
@@ -199,7 +199,7 @@ func TestRemoveConnectionWorkflow_InvalidInputFailsWithoutActivity(t *testing.T)
 		env := newEnv(t)
 		called := false
 		env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
-			func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+			func(context.Context, activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 				called = true
 				return ac.RemoveConnectionResult{}, nil
 			}).Maybe()
@@ -258,7 +258,7 @@ func TestRemoveConnectionWorkflow_TakesTheTeardownsOutcome(t *testing.T) {
 			}
 			deleted := false
 			env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
-				func(context.Context, ac.RemoveConnectionActivityInput) (ac.RemoveConnectionResult, error) {
+				func(context.Context, activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 					deleted = true
 					return ac.RemoveConnectionResult{AgentID: "a1", ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1}, nil
 				}).Maybe()

@@ -119,14 +119,14 @@ func removeConnectionWithoutClaimCheck(ctx workflow.Context, in ac.RemoveConnect
 	}
 	var res ac.RemoveConnectionResult
 	ctx = workflow.WithActivityOptions(ctx, workflows.RemoveConnectionActivityOptions(in.Retry))
-	err := workflow.ExecuteActivity(ctx, acts.RemoveConnection, ac.RemoveConnectionActivityInput{
+	err := workflow.ExecuteActivity(ctx, acts.RemoveConnection, activities.RemoveConnectionInput{
 		AgentID: in.AgentID, ConnectionID: in.ConnectionID, MissingOK: in.MissingOKOrDefault(),
 	}).Get(ctx, &res)
 	return res, err
 }
 
 // teardownWithExtraActivity is RemoveAgentConnectionsWorkflow with an extra listing before it starts.
-func teardownWithExtraActivity(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) (ac.RemoveAgentConnectionsResult, error) {
+func teardownWithExtraActivity(ctx workflow.Context, in workflows.TeardownInput) (ac.RemoveAgentConnectionsResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflows.RemoveConnectionActivityOptions(nil))
 	var listed activities.ListConnectionsResult
 	if err := workflow.ExecuteActivity(actx, acts.ListConnections, activities.ListConnectionsInput{AgentID: in.AgentID}).Get(ctx, &listed); err != nil {

@@ -55,8 +55,8 @@ type teardown struct {
 	// watched for that cancel.
 	ctx             workflow.Context
 	cancelReq       workflow.Context
-	in              ac.RemoveAgentConnectionsInput
-	st              *ac.TeardownState
+	in              TeardownInput
+	st              *carriedState
 	missingOK       bool
 	continueOnError bool
 	capacity        int // DELETE requests that may still be started
@@ -125,7 +125,7 @@ type awaitDone struct {
 // Temporal's cancellation (CLI, a parent, an external request) ends the workflow Canceled with
 // that result as the canceled error's details. A 401 or 403 stops it the same way. A 404 on the
 // agent's list fails it with type AgentNotFound.
-func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) (ac.RemoveAgentConnectionsResult, error) {
+func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in TeardownInput) (ac.RemoveAgentConnectionsResult, error) {
 	if err := validateTeardownInput(ctx, in); err != nil {
 		return ac.RemoveAgentConnectionsResult{AgentID: in.AgentID}, temporal.NewNonRetryableApplicationError(err.Error(), ac.ErrInvalidRequest, nil)
 	}
@@ -189,7 +189,7 @@ func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in ac.RemoveAgentConne
 
 // validateTeardownInput checks the caller's fields, and that a caller did not hand in a state
 // (only a continue-as-new from this workflow carries one).
-func validateTeardownInput(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) error {
+func validateTeardownInput(ctx workflow.Context, in TeardownInput) error {
 	if err := in.Validate(); err != nil {
 		return err
 	}
@@ -199,10 +199,10 @@ func validateTeardownInput(ctx workflow.Context, in ac.RemoveAgentConnectionsInp
 	return nil
 }
 
-func newTeardown(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) *teardown {
+func newTeardown(ctx workflow.Context, in TeardownInput) *teardown {
 	st := in.State
 	if st == nil {
-		st = &ac.TeardownState{}
+		st = &carriedState{}
 	}
 	if st.StartedAt.IsZero() {
 		st.StartedAt = workflow.GetInfo(ctx).WorkflowStartTime
@@ -672,7 +672,7 @@ func (t *teardown) continueAsNew() error {
 	if len(encoded) > carryInlineBytes {
 		t.carried = encoded
 		pages := (len(encoded) + carryPageBytes - 1) / carryPageBytes
-		next.State = &ac.TeardownState{Paged: &ac.PagedState{
+		next.State = &carriedState{Paged: &pagedState{
 			RunID: workflow.GetInfo(t.ctx).WorkflowExecution.RunID, Pages: pages, Bytes: len(encoded),
 		}}
 	}
@@ -697,7 +697,7 @@ func (t *teardown) loadPagedState() error {
 		}
 		encoded = append(encoded, b...)
 	}
-	var st ac.TeardownState
+	var st carriedState
 	if err := json.Unmarshal(encoded, &st); err != nil {
 		return temporal.NewNonRetryableApplicationError("the carried teardown state is unreadable: "+err.Error(), ac.ErrInvalidRequest, nil)
 	}
@@ -717,7 +717,7 @@ func pageOf(b []byte, n int) ([]byte, error) {
 }
 
 // carry is the state for the next run: everything not finished is pending again, in order.
-func (t *teardown) carry() *ac.TeardownState {
+func (t *teardown) carry() *carriedState {
 	st := *t.st
 	st.Paged = nil
 	st.Pending = append(slices.Clone(t.queue), idsOf(t.delayed)...)

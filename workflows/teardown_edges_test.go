@@ -29,7 +29,7 @@ func TestTeardown_TemporalCancelEndsCanceledWithTheResult(t *testing.T) {
 	cp := newFakeControlPlane()
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch).After(10 * time.Second)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 15*time.Second)
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 200), Concurrency: 10})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 200), Concurrency: 10})
 
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not end")
@@ -92,7 +92,7 @@ func TestTeardown_LostBatchKeepsWhatItFinished(t *testing.T) {
 			return res, nil
 		})
 	strict := false
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 5), Concurrency: 1, MissingOK: &strict})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 5), Concurrency: 1, MissingOK: &strict})
 	res := teardownResult(t, env)
 	countsAddUp(t, res)
 	if res.Removed != 5 {
@@ -130,7 +130,7 @@ func TestTeardown_RefusedKeyStopsTheTeardown(t *testing.T) {
 			}
 			return res, nil
 		})
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 300), Concurrency: 1})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 300), Concurrency: 1})
 	res := teardownResult(t, env)
 	countsAddUp(t, res)
 	if res.Removed != 3 || res.Failed != 1 || res.Skipped != 296 || res.Verified || !strings.Contains(res.StopReason, "refused the key") {
@@ -147,7 +147,7 @@ func TestTeardown_MissingAgentFailsAgentNotFound(t *testing.T) {
 	env := newTeardownEnv(t)
 	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{},
 		temporal.NewNonRetryableApplicationError("control plane answered 404 Not Found to GET /v2/auth/agents/{agent_id}/connections", ac.ErrAgentNotFound, nil))
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
 	var appErr *temporal.ApplicationError
 	err := env.GetWorkflowError()
 	if !errors.As(err, &appErr) || appErr.Type() != ac.ErrAgentNotFound || !appErr.NonRetryable() {
@@ -180,7 +180,7 @@ func TestTeardown_BusyIsBoundedAndNotSentIsNotARound(t *testing.T) {
 			}
 			return res, nil
 		})
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"busy", "paced"}})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"busy", "paced"}})
 	res := teardownResult(t, env)
 	countsAddUp(t, res)
 	byID := map[string]ac.ConnectionOutcome{}
@@ -274,7 +274,7 @@ func TestTeardown_WorstCasePayloadsFit(t *testing.T) {
 		return res, nil
 	}
 	var prev *testsuite.TestWorkflowEnvironment
-	in := ac.RemoveAgentConnectionsInput{AgentID: "a1", Concurrency: 50, MaxHistoryEvents: 600}
+	in := TeardownInput{RemoveAgentConnectionsInput: ac.RemoveAgentConnectionsInput{AgentID: "a1", Concurrency: 50, MaxHistoryEvents: 600}}
 	rec := &sizeRecorder{DataConverter: converter.GetDefaultDataConverter()}
 	var res ac.RemoveAgentConnectionsResult
 	paged := 0
@@ -307,7 +307,7 @@ func TestTeardown_WorstCasePayloadsFit(t *testing.T) {
 		env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, in)
 		var canErr *workflow.ContinueAsNewError
 		if err := env.GetWorkflowError(); errors.As(err, &canErr) {
-			in = ac.RemoveAgentConnectionsInput{}
+			in = TeardownInput{}
 			if err := converter.GetDefaultDataConverter().FromPayloads(canErr.Input, &in); err != nil {
 				t.Fatal(err)
 			}

@@ -135,7 +135,7 @@ func TestTeardown_ListsRemovesAndVerifies(t *testing.T) {
 		})
 	cp := newFakeControlPlane()
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
 	res := teardownResult(t, env)
 	countsAddUp(t, res)
 	if res.Total != 25 || res.Removed != 25 || !res.Verified {
@@ -158,7 +158,7 @@ func TestTeardown_ConcurrencyBoundNeverExceeded(t *testing.T) {
 			cp := newFakeControlPlane()
 			env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
 			env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{}, nil)
-			env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 600), Concurrency: concurrency})
+			env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 600), Concurrency: concurrency})
 			res := teardownResult(t, env)
 			if res.Removed != 600 {
 				t.Errorf("got %d removed, want 600", res.Removed)
@@ -197,7 +197,7 @@ func TestTeardown_PartialFailuresAndTransientRetries(t *testing.T) {
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
 	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{}, nil)
 	start := env.Now()
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 10)})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 10)})
 	res := teardownResult(t, env)
 	countsAddUp(t, res)
 	if res.Removed != 7 || res.AlreadyAbsent != 1 || res.Failed != 2 {
@@ -236,7 +236,7 @@ func TestTeardown_StopsOnFirstFailureWithoutContinueOnError(t *testing.T) {
 	}
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
 	stop := false
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 300), Concurrency: 1, ContinueOnError: &stop})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 300), Concurrency: 1, ContinueOnError: &stop})
 	res := teardownResult(t, env)
 	countsAddUp(t, res)
 	// Concurrency 1 makes batches of 5: the first fails on c0000, the rest is skipped.
@@ -264,7 +264,7 @@ func TestTeardown_CancelLetsInFlightFinishAndStartsNothing(t *testing.T) {
 		})
 	}, 15*time.Second)
 	// Concurrency 10: one batch of 50 at a time, 10 s each; the cancel lands in the second.
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 200), Concurrency: 10})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 200), Concurrency: 10})
 	res := teardownResult(t, env)
 	countsAddUp(t, res)
 	if !accepted || !completed || !progress.Cancelled {
@@ -306,7 +306,7 @@ func TestTeardown_ProgressAndConnectionStatusQueries(t *testing.T) {
 		query(ac.ConnectionStatusQuery, &pendingClaim, "c0099")
 		query(ac.ConnectionStatusQuery, &strangerClaim, "other")
 	}, 15*time.Second)
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 100), Concurrency: 10})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 100), Concurrency: 10})
 	teardownResult(t, env)
 	want := ac.TeardownProgress{AgentID: "a1", Listed: true, Total: 100, Done: 50, Remaining: 50, InFlight: 50, Runs: 1}
 	if mid != want {
@@ -335,7 +335,7 @@ func TestTeardown_ReListReportsRemainedAndReappeared(t *testing.T) {
 			return activities.ListConnectionsResult{ConnectionIDs: []string{"c2", "new"}}, nil
 		})
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(newFakeControlPlane().batch)
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
 	res := teardownResult(t, env)
 	countsAddUp(t, res)
 	if res.Removed != 2 || res.Remained != 1 || res.Reappeared != 1 || !res.Verified {
@@ -347,7 +347,7 @@ func TestTeardown_GivenIDsIgnoreOthersOnReList(t *testing.T) {
 	env := newTeardownEnv(t)
 	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{ConnectionIDs: []string{"not-mine"}}, nil)
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(newFakeControlPlane().batch)
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"c1", "c1", "c2"}})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"c1", "c1", "c2"}})
 	res := teardownResult(t, env)
 	if res.Total != 2 || res.Removed != 2 || res.Reappeared != 0 {
 		t.Errorf("got total %d removed %d reappeared %d, want 2, 2, 0 (duplicates dropped, others ignored)", res.Total, res.Removed, res.Reappeared)
@@ -376,7 +376,7 @@ func TestTeardown_DeferredAndBusyConnections(t *testing.T) {
 	env.OnActivity("AwaitStandaloneRemoval", mock.Anything, activities.ConnectionAwait{AgentID: "a1", ConnectionID: "standalone", RunID: "run-1", MissingOK: true}).
 		Return(ac.ConnectionOutcome{ConnectionID: "standalone", Outcome: ac.OutcomeAlreadyAbsent}, nil).Once()
 	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{}, nil)
-	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"plain", "standalone", "deciding"}})
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"plain", "standalone", "deciding"}})
 	res := teardownResult(t, env)
 	countsAddUp(t, res)
 	if res.Removed != 2 || res.AlreadyAbsent != 1 {
@@ -395,7 +395,7 @@ func TestTeardown_DeferredAndBusyConnections(t *testing.T) {
 
 func TestTeardown_ContinuesAsNewCarryingProgress(t *testing.T) {
 	cp := newFakeControlPlane()
-	in := ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 1000), Concurrency: 20, MaxHistoryEvents: ac.MinTeardownMaxHistoryEvents}
+	in := TeardownInput{RemoveAgentConnectionsInput: ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 1000), Concurrency: 20, MaxHistoryEvents: ac.MinTeardownMaxHistoryEvents}}
 	finishedBefore := 0
 	runs := 0
 	var res ac.RemoveAgentConnectionsResult
@@ -413,7 +413,7 @@ func TestTeardown_ContinuesAsNewCarryingProgress(t *testing.T) {
 		env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, in)
 		var canErr *workflow.ContinueAsNewError
 		if err := env.GetWorkflowError(); errors.As(err, &canErr) {
-			var next ac.RemoveAgentConnectionsInput
+			var next TeardownInput
 			if err := converter.GetDefaultDataConverter().FromPayloads(canErr.Input, &next); err != nil {
 				t.Fatal(err)
 			}
@@ -454,14 +454,24 @@ func TestTeardown_InvalidInput(t *testing.T) {
 		{AgentID: "a1", MaxHistoryEvents: 1},
 		{AgentID: "a1", MaxHistoryEvents: ac.MinTeardownMaxHistoryEvents - 1},
 		{AgentID: "a1", MaxHistoryEvents: -1},
-		{AgentID: "a1", ConnectionIDs: ids(strings.Repeat("x", 250), 2000)},              // 508 KB of IDs
-		{AgentID: "a1", State: &ac.TeardownState{Listed: true, Pending: []string{"c1"}}}, // a caller's state
+		{AgentID: "a1", ConnectionIDs: ids(strings.Repeat("x", 250), 2000)}, // 508 KB of IDs
 	} {
 		env := newTeardownEnv(t)
-		env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, in)
+		env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, in)
 		var appErr *temporal.ApplicationError
 		if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ac.ErrInvalidRequest {
 			t.Errorf("%+v: got %v, want %s", in, err, ac.ErrInvalidRequest)
 		}
+	}
+	// A state is the teardown's own: a first run handed one (by a caller that knows the JSON)
+	// refuses it.
+	env := newTeardownEnv(t)
+	env.ExecuteWorkflow(RemoveAgentConnectionsWorkflow, TeardownInput{
+		RemoveAgentConnectionsInput: ac.RemoveAgentConnectionsInput{AgentID: "a1"},
+		State:                       &carriedState{Listed: true, Pending: []string{"c1"}},
+	})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ac.ErrInvalidRequest {
+		t.Errorf("a caller's state: got %v, want %s", err, ac.ErrInvalidRequest)
 	}
 }

@@ -278,7 +278,7 @@ func TestMetrics_NoCredentialOrIDInTheScrape(t *testing.T) {
 	env := quietSuite().NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
 	for i := range 5 {
-		_, _ = env.ExecuteActivity(acts.RemoveConnection, ac.RemoveConnectionActivityInput{AgentID: agentID, ConnectionID: secretConn + string(rune('a'+i)), MissingOK: true})
+		_, _ = env.ExecuteActivity(acts.RemoveConnection, activities.RemoveConnectionInput{AgentID: agentID, ConnectionID: secretConn + string(rune('a'+i)), MissingOK: true})
 	}
 	_, _ = env.ExecuteActivity(acts.ListConnections, activities.ListConnectionsInput{AgentID: agentID})
 	_, _ = env.ExecuteActivity(acts.RemoveConnections, activities.RemoveConnectionsInput{AgentID: agentID, Parallelism: 2,

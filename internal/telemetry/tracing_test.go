@@ -18,7 +18,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
-	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
 )
 
@@ -111,7 +110,7 @@ func TestTracing_HTTPSpanIsAChildOfTheActivitySpan(t *testing.T) {
 		w.Header().Set("X-Echo", r.Header.Get("X-Api-Key"))
 		w.WriteHeader(http.StatusNoContent)
 	})
-	if _, err := env.ExecuteActivity(acts.RemoveConnection, ac.RemoveConnectionActivityInput{AgentID: "a1", ConnectionID: "c1", MissingOK: true}); err != nil {
+	if _, err := env.ExecuteActivity(acts.RemoveConnection, activities.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1", MissingOK: true}); err != nil {
 		t.Fatal(err)
 	}
 	spans := exp.GetSpans()
@@ -171,7 +170,7 @@ func TestTracing_OneSpanPerRequestWithRetriesAndFailures(t *testing.T) {
 		w.WriteHeader(http.StatusUnprocessableEntity)
 		_, _ = w.Write([]byte(`{"detail":[{"loc":["key"],"msg":"` + r.Header.Get("X-Api-Key") + `"}]}`))
 	})
-	_, err := env.ExecuteActivity(acts.RemoveConnection, ac.RemoveConnectionActivityInput{AgentID: "a1", ConnectionID: "c1", MissingOK: true})
+	_, err := env.ExecuteActivity(acts.RemoveConnection, activities.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1", MissingOK: true})
 	if err == nil {
 		t.Fatal("got success, want the 422's ValidationError")
 	}

@@ -1,10 +1,26 @@
 package activities
 
 import (
+	"fmt"
 	"time"
 
 	ac "github.com/agentops/agentconnections"
 )
+
+// The inputs and results of the activities that only this worker's workflows call. The root
+// package holds the caller's contract; these are internal and may change with the workflows.
+
+// RemoveConnectionInput is the input of the RemoveConnection activity.
+type RemoveConnectionInput struct {
+	AgentID      string `json:"agent_id"`
+	ConnectionID string `json:"connection_id"`
+	MissingOK    bool   `json:"missing_ok"`
+}
+
+// String keeps IDs readable in logs; the input holds no credential.
+func (in RemoveConnectionInput) String() string {
+	return fmt.Sprintf("agent_id=%s connection_id=%s missing_ok=%t", in.AgentID, in.ConnectionID, in.MissingOK)
+}
 
 // ListConnectionsInput is the input of the ListConnections activity.
 type ListConnectionsInput struct {
