@@ -62,8 +62,8 @@ FUZZTIME ?= 30s
 faults: bin/temporal
 	go test -tags faults -count=1 -timeout 60m -v ./faults/
 	go test -run XXX -fuzz FuzzValidateID -fuzztime $(FUZZTIME) .
-	go test -run XXX -fuzz FuzzDescribeErrorBody -fuzztime $(FUZZTIME) ./activities/
-	go test -run XXX -fuzz FuzzParseRetryAfter -fuzztime $(FUZZTIME) ./activities/
+	go test -run XXX -fuzz FuzzDescribeErrorBody -fuzztime $(FUZZTIME) ./internal/controlplane/
+	go test -run XXX -fuzz FuzzParseRetryAfter -fuzztime $(FUZZTIME) ./internal/controlplane/
 
 clean:
 	rm -rf bin

@@ -1,0 +1,81 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// pacer spaces out every request a Client sends to the control plane: a token
+// bucket for the steady rate (the API allows 2000 requests a minute per key), and a pause that a
+// 429's Retry-After sets for the whole client, so one rate-limited answer slows every removal down,
+// not only the one that got it. The wait happens before the request's own timeout starts.
+type pacer struct {
+	limiter *rate.Limiter // nil: no steady limit
+
+	mu    sync.Mutex
+	until time.Time // no request leaves before this
+}
+
+func newPacer(perSecond float64, burst int) *pacer {
+	p := &pacer{}
+	if perSecond > 0 {
+		if burst < 1 {
+			burst = 1
+		}
+		p.limiter = rate.NewLimiter(rate.Limit(perSecond), burst)
+	}
+	return p
+}
+
+// pausedError says the client is paused by a 429 past the caller's deadline: waiting would only
+// time the attempt out, so the caller hands the wait to Temporal instead.
+type pausedError struct{ remaining time.Duration }
+
+func (e *pausedError) Error() string {
+	return fmt.Sprintf("requests are paused for another %s after a 429 from the control plane", e.remaining.Round(time.Second))
+}
+
+// wait blocks until a request may leave, or ctx is done. When a pause outlasts ctx's deadline it
+// returns a *pausedError at once.
+func (p *pacer) wait(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		until := p.until
+		p.mu.Unlock()
+		d := time.Until(until)
+		if d <= 0 {
+			break
+		}
+		if deadline, ok := ctx.Deadline(); ok && until.After(deadline) {
+			return &pausedError{remaining: d}
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	if p.limiter == nil {
+		return nil
+	}
+	return p.limiter.Wait(ctx)
+}
+
+// pause holds every request back for d from now (a longer pause already set stays).
+func (p *pacer) pause(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	until := time.Now().Add(d)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if until.After(p.until) {
+		p.until = until
+	}
+}
