@@ -204,9 +204,28 @@ func (r *report) evaluate() {
 	}
 }
 
+// printf appends formatted text to the report being written.
+type printf func(format string, args ...any)
+
+// markdown renders the report as docs/benchmarks.md, one section after another.
 func (r *report) markdown() string {
 	var b bytes.Buffer
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	r.mdIntro(w)
+	r.mdMachine(w)
+	r.mdGoals(w)
+	r.mdEndToEnd(w)
+	r.mdTeardown(w)
+	r.mdPace(w)
+	r.mdFootprint(w)
+	mdHotPath(w)
+	r.mdProfiles(w)
+	r.mdNotes(w)
+	return b.String()
+}
+
+// mdIntro writes the title and how the figures were measured.
+func (r *report) mdIntro(w printf) {
 	w("# Benchmarks\n\n")
 	if r.Quick {
 		w("**Quick smoke run (`--quick`): sizes too small for the figures or goals to mean anything.**\n\n")
@@ -220,18 +239,27 @@ func (r *report) markdown() string {
 	w("workflow, a naive teardown) are workflows the worker binary does not register, so the ratios compare like with like\n")
 	w("there. *Worker binary* figures come from `go build ./worker` run as its own process (`LOG_LEVEL=warn`, metrics on,\n")
 	w("the environment the integration tests use).\n\n")
+}
 
+// mdMachine writes the table of the machine the run was on.
+func (r *report) mdMachine(w printf) {
 	m := r.Machine
 	w("## Machine\n\n| | |\n| --- | --- |\n")
 	w("| CPUs (`nproc`) | %d (GOMAXPROCS %d) |\n| CPU | %s |\n| memory | %s |\n| Go | %s |\n| OS | %s |\n| Temporal | %s; Go SDK v1.51.0 |\n\n",
 		m.CPUs, m.GOMAXPROCS, m.CPUModel, m.Memory, m.Go, m.OS, m.TemporalCLI)
+}
 
+// mdGoals writes the table of goals, met or not.
+func (r *report) mdGoals(w printf) {
 	w("## Goals\n\n| goal | target | measured | met |\n| --- | --- | --- | --- |\n")
 	for _, g := range r.Goals {
 		w("| %s | %s | %s | %s |\n", g.Name, g.Target, g.Figure, yesNo(g.Met))
 	}
 	w("\n")
+}
 
+// mdEndToEnd writes section 1, end-to-end removals/s against the no-op baseline.
+func (r *report) mdEndToEnd(w printf) {
 	sz := r.Sizes
 	w("## 1. End-to-end removals/s\n\n")
 	w("`RemoveConnectionWorkflow` (type `%s`, IDs from `RemoveConnectionWorkflowID`) started and awaited by N client\n", "RemoveConnectionWorkflow")
@@ -248,7 +276,11 @@ func (r *report) markdown() string {
 			row.SelfMSBaseline, row.SelfMSInProcess, row.SelfMSBinary, row.WorkerMSBinary)
 	}
 	w("\nGoal: ratio ≥ 0.9 at every concurrency: %s.\n\n", r.goalWord("1."))
+}
 
+// mdTeardown writes section 2a, the batched teardown against one activity per connection.
+func (r *report) mdTeardown(w printf) {
+	sz := r.Sizes
 	w("## 2a. Teardown: batches versus one activity per connection\n\n")
 	w("%d connections given by ID, emulator latency %s, pacing off. Naive baseline: one workflow running one plain\n", sz.tdN, sz.tdLatency)
 	w("`RemoveConnection` activity per connection, at most `concurrency` at once. Batched: `RemoveAgentConnectionsWorkflow`\n")
@@ -261,7 +293,10 @@ func (r *report) markdown() string {
 			row.BinaryRatio, row.LatencyBound, row.NaiveRequests, row.BatchedRequests, row.BinaryRequests)
 	}
 	w("\nGoal: ratio ≥ 5x at concurrency %d: %s.\n\n", sz.tdGoalLevel, r.goalWord("2a."))
+}
 
+// mdPace writes section 2b, the teardown held to the API's rate limit.
+func (r *report) mdPace(w printf) {
 	p := r.Pace
 	w("## 2b. Teardown under the API's rate limit (worker binary)\n\n")
 	w("Emulator in rate-limit mode (`RateLimitPerMinute: %d`, a token bucket per key that starts full with %d tokens),\n", p.LimitPerMinute, p.LimitPerMinute)
@@ -284,9 +319,12 @@ func (r *report) markdown() string {
 		w(" (The requests spanned %s, shorter than the 30 s a full run is sized for.)", p.Span.Round(time.Millisecond))
 	}
 	w("\n\n")
+}
 
+// mdFootprint writes section 3, the worker binary's memory and CPU by teardown size.
+func (r *report) mdFootprint(w printf) {
 	w("## 3. Worker footprint (worker binary)\n\n")
-	w("A fresh worker binary per row, pacing off, emulator latency 0, teardown at concurrency %d of connections given by ID.\n", sz.footConc)
+	w("A fresh worker binary per row, pacing off, emulator latency 0, teardown at concurrency %d of connections given by ID.\n", r.Sizes.footConc)
 	w("Peak RSS is `VmHWM` from `/proc/<pid>/status` read just before the worker is stopped; CPU is the worker's user + system\n")
 	w("time after it exited (its wait4 rusage, as `ProcessState.UserTime()+SystemTime()` reports it), start-up and stop\n")
 	w("included. Row 0 is a worker that starts, idles one second and stops. Dev server CPU is its CPU time during the teardown.\n\n")
@@ -304,28 +342,38 @@ func (r *report) markdown() string {
 			float64(row.Connections)/row.Elapsed.Seconds(), float64(row.PeakRSSKiB)/1024, row.CPUSeconds, perConn, row.ServerCPUSeconds)
 	}
 	w("\n%s\n\n", r.growth())
+}
 
+// mdHotPath writes the empty activity hot-path section that `go test -bench ./activities/` fills.
+func mdHotPath(w printf) {
 	w("## Activity hot path\n\n")
 	w("%s\nSee `go test -run XXX -bench . -benchmem -benchtime 2000x ./activities/` (section written separately).\n%s\n\n", hotPathStart, hotPathEnd)
+}
 
-	if len(r.Profiles) > 0 {
-		w("## CPU profiles of missed goals\n\n")
-		for _, pr := range r.Profiles {
-			w("`%s` (`%s`): the in-process measurement repeated under `runtime/pprof` (%s, %s wall). The profile covers\n", pr.Name, pr.Path, pr.Figure, pr.Wall.Round(time.Millisecond))
-			w("the benchmark process (in-process worker and client): %.2f CPU s in it, %.2f CPU s in the dev server meanwhile.\n", pr.SelfCPU, pr.ServerCPU)
-			w("Read it with `go tool pprof -top %s`. Top entries:\n\n```\n%s\n```\n\n", pr.Path, topEntries(pr.Top, 22))
-		}
+// mdProfiles writes the CPU profiles taken of missed goals, if any.
+func (r *report) mdProfiles(w printf) {
+	if len(r.Profiles) == 0 {
+		return
 	}
+	w("## CPU profiles of missed goals\n\n")
+	for _, pr := range r.Profiles {
+		w("`%s` (`%s`): the in-process measurement repeated under `runtime/pprof` (%s, %s wall). The profile covers\n", pr.Name, pr.Path, pr.Figure, pr.Wall.Round(time.Millisecond))
+		w("the benchmark process (in-process worker and client): %.2f CPU s in it, %.2f CPU s in the dev server meanwhile.\n", pr.SelfCPU, pr.ServerCPU)
+		w("Read it with `go tool pprof -top %s`. Top entries:\n\n```\n%s\n```\n\n", pr.Path, topEntries(pr.Top, 22))
+	}
+}
 
+// mdNotes writes the notes the figures call for and those the run added, if any.
+func (r *report) mdNotes(w printf) {
 	notes := append(r.autoNotes(), r.Notes...)
-	if len(notes) > 0 {
-		w("## Notes\n\n")
-		for _, n := range notes {
-			w("- %s\n", n)
-		}
-		w("\n")
+	if len(notes) == 0 {
+		return
 	}
-	return b.String()
+	w("## Notes\n\n")
+	for _, n := range notes {
+		w("- %s\n", n)
+	}
+	w("\n")
 }
 
 func (r *report) goalWord(prefix string) string {
