@@ -42,6 +42,28 @@ type Config struct {
 // EMULATOR_API_KEY; usage goes to output. With -h it returns flag.ErrHelp.
 func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	cfg := Config{Options: Options{Seed: map[string][]string{}, ErrorRates: map[int]float64{}}}
+	fs := newFlagSet(output)
+	apiKeyFile := defineFlags(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := resolveAPIKey(&cfg.Options, *apiKeyFile, getenv); err != nil {
+		return Config{}, err
+	}
+	if cfg.Addr == "" {
+		return Config{}, errors.New("-addr must not be empty")
+	}
+	if err := cfg.Options.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// newFlagSet makes the emulator's empty flag set, which writes only its usage, to output.
+func newFlagSet(output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
 	// Parse errors are returned, and printed once by the caller; only usage goes to output.
 	fs.SetOutput(io.Discard)
@@ -52,104 +74,121 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Co
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
 	}
+	return fs
+}
+
+// defineFlags declares every flag on fs, each filling in its part of cfg, and returns where
+// --api-key-file lands: resolveAPIKey reads that file once parsing is done.
+func defineFlags(fs *flag.FlagSet, cfg *Config) (apiKeyFile *string) {
 	o := &cfg.Options
 	fs.StringVar(&cfg.Addr, "addr", DefaultAddr, "listen address (port 0 picks a free port)")
 	fs.StringVar(&cfg.AddrFile, "addr-file", "", "write the actual listening address to this file once listening")
 	fs.StringVar(&o.APIKey, "api-key", "", "the only X-Api-Key accepted (default $"+APIKeyEnv+"; empty accepts any)")
-	apiKeyFile := fs.String("api-key-file", "", "read the accepted X-Api-Key from this file (default $"+APIKeyFileEnv+"); not with --api-key")
+	apiKeyFile = fs.String("api-key-file", "", "read the accepted X-Api-Key from this file (default $"+APIKeyFileEnv+"); not with --api-key")
 	fs.StringVar(&o.TenantID, "tenant-id", "", "required X-Tenant-Id (empty: not checked)")
 	fs.StringVar(&o.BearerToken, "bearer-token", "", "the only Authorization: Bearer token accepted")
 	fs.StringVar(&o.PathPrefix, "path-prefix", "", "prefix for the API routes, e.g. /api-host")
 	fs.DurationVar(&o.Latency, "latency", 0, "delay added to every API request, e.g. 20ms")
 	fs.IntVar(&o.RateLimitPerMinute, "rate-limit-per-minute", 0, "requests per minute per credential before 429 (0: off)")
-	fs.Func("seed", "agent:conn1,conn2 to start with (repeatable)", func(v string) error {
-		agentID, list, ok := strings.Cut(v, ":")
-		if !ok || agentID == "" {
-			return errors.New("want agent:conn1,conn2")
-		}
-		ids := o.Seed[agentID]
-		if ids == nil {
-			ids = []string{}
-		}
-		if list != "" {
-			for id := range strings.SplitSeq(list, ",") {
-				if id = strings.TrimSpace(id); id == "" {
-					return errors.New("empty connection id")
-				}
-				ids = append(ids, id)
+	fs.Func("seed", "agent:conn1,conn2 to start with (repeatable)",
+		func(v string) error { return addSeed(o, v) })
+	fs.Func("invalid", "connection ID whose DELETE answers 422 (repeatable)",
+		func(v string) error { return addInvalid(o, v) })
+	fs.Func("error-rate", "STATUS=RATE, e.g. 503=0.3: that fraction of API requests answers STATUS (repeatable)",
+		func(v string) error { return addErrorRate(o, v) })
+	fs.Func("fault", `queued fault as JSON, e.g. '{"status":503,"count":1,"connection_id":"c1"}' (repeatable)`,
+		func(v string) error { return addFault(o, v) })
+	return apiKeyFile
+}
+
+// addSeed adds one --seed agent:conn1,conn2 to o.Seed; "agent:" alone seeds an agent with none.
+func addSeed(o *Options, v string) error {
+	agentID, list, ok := strings.Cut(v, ":")
+	if !ok || agentID == "" {
+		return errors.New("want agent:conn1,conn2")
+	}
+	ids := o.Seed[agentID]
+	if ids == nil {
+		ids = []string{}
+	}
+	if list != "" {
+		for id := range strings.SplitSeq(list, ",") {
+			if id = strings.TrimSpace(id); id == "" {
+				return errors.New("empty connection id")
 			}
+			ids = append(ids, id)
 		}
-		o.Seed[agentID] = ids
-		return nil
-	})
-	fs.Func("invalid", "connection ID whose DELETE answers 422 (repeatable)", func(v string) error {
-		if v == "" {
-			return errors.New("empty connection id")
-		}
-		o.InvalidConnectionIDs = append(o.InvalidConnectionIDs, v)
-		return nil
-	})
-	fs.Func("error-rate", "STATUS=RATE, e.g. 503=0.3: that fraction of API requests answers STATUS (repeatable)", func(v string) error {
-		st, r, ok := strings.Cut(v, "=")
-		if !ok {
-			return errors.New("want STATUS=RATE such as 503=0.3")
-		}
-		status, err := strconv.Atoi(strings.TrimSpace(st))
-		if err != nil {
-			return fmt.Errorf("status %q is not a number", st)
-		}
-		rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
-		if err != nil {
-			return fmt.Errorf("rate %q is not a number", r)
-		}
-		if err := validateErrorRate(status, rate); err != nil {
-			return err
-		}
-		o.ErrorRates[status] = rate
-		return nil
-	})
-	fs.Func("fault", `queued fault as JSON, e.g. '{"status":503,"count":1,"connection_id":"c1"}' (repeatable)`, func(v string) error {
-		var f Fault
-		if err := json.Unmarshal([]byte(v), &f); err != nil {
-			return err
-		}
-		if err := f.Validate(); err != nil {
-			return err
-		}
-		o.Faults = append(o.Faults, f)
-		return nil
-	})
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
 	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	o.Seed[agentID] = ids
+	return nil
+}
+
+// addInvalid adds one --invalid connection ID, whose DELETE answers 422.
+func addInvalid(o *Options, v string) error {
+	if v == "" {
+		return errors.New("empty connection id")
 	}
-	if *apiKeyFile == "" && getenv != nil {
-		*apiKeyFile = getenv(APIKeyFileEnv)
+	o.InvalidConnectionIDs = append(o.InvalidConnectionIDs, v)
+	return nil
+}
+
+// addErrorRate sets one --error-rate STATUS=RATE in o.ErrorRates.
+func addErrorRate(o *Options, v string) error {
+	st, r, ok := strings.Cut(v, "=")
+	if !ok {
+		return errors.New("want STATUS=RATE such as 503=0.3")
 	}
-	if *apiKeyFile != "" {
+	status, err := strconv.Atoi(strings.TrimSpace(st))
+	if err != nil {
+		return fmt.Errorf("status %q is not a number", st)
+	}
+	rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+	if err != nil {
+		return fmt.Errorf("rate %q is not a number", r)
+	}
+	if err := validateErrorRate(status, rate); err != nil {
+		return err
+	}
+	o.ErrorRates[status] = rate
+	return nil
+}
+
+// addFault queues one --fault, given as JSON.
+func addFault(o *Options, v string) error {
+	var f Fault
+	if err := json.Unmarshal([]byte(v), &f); err != nil {
+		return err
+	}
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	o.Faults = append(o.Faults, f)
+	return nil
+}
+
+// resolveAPIKey sets the accepted key from the file named by --api-key-file or, failing that,
+// EMULATOR_API_KEY_FILE (an error next to --api-key), and else, when no key is set yet, from
+// EMULATOR_API_KEY.
+func resolveAPIKey(o *Options, file string, getenv func(string) string) error {
+	if file == "" && getenv != nil {
+		file = getenv(APIKeyFileEnv)
+	}
+	if file != "" {
 		if o.APIKey != "" {
-			return Config{}, errors.New("set --api-key or --api-key-file, not both")
+			return errors.New("set --api-key or --api-key-file, not both")
 		}
-		b, err := os.ReadFile(*apiKeyFile)
+		b, err := os.ReadFile(file)
 		if err != nil {
-			return Config{}, fmt.Errorf("api key file: %w", err)
+			return fmt.Errorf("api key file: %w", err)
 		}
 		if o.APIKey = strings.TrimSpace(string(b)); o.APIKey == "" {
-			return Config{}, fmt.Errorf("api key file %s is empty", *apiKeyFile)
+			return fmt.Errorf("api key file %s is empty", file)
 		}
 	}
 	if o.APIKey == "" && getenv != nil {
 		o.APIKey = getenv(APIKeyEnv)
 	}
-	if cfg.Addr == "" {
-		return Config{}, errors.New("-addr must not be empty")
-	}
-	if err := o.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
+	return nil
 }
 
 // Run serves the emulator at cfg.Addr until ctx is done, then releases hanging requests and shuts

@@ -9,106 +9,138 @@ import (
 	"time"
 )
 
-// controlMux serves the control API described in the package comment.
+// controlMux serves the control API described in the package comment, one handler per route.
 func (s *Server) controlMux() *http.ServeMux {
 	m := http.NewServeMux()
-	m.HandleFunc("GET /_emulator/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
-	})
-	m.HandleFunc("GET /_emulator/stats", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, s.Stats())
-	})
-	m.HandleFunc("GET /_emulator/log", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"data": s.Log()})
-	})
-	m.HandleFunc("GET /_emulator/connections", func(w http.ResponseWriter, r *http.Request) {
-		agentID := r.URL.Query().Get("agent_id")
-		writeJSON(w, http.StatusOK, map[string]any{"agent_id": agentID, "connection_ids": s.Connections(agentID)})
-	})
+	m.HandleFunc("GET /_emulator/healthz", controlHealthz)
+	m.HandleFunc("GET /_emulator/stats", s.controlStats)
+	m.HandleFunc("GET /_emulator/log", s.controlLog)
+	m.HandleFunc("GET /_emulator/connections", s.controlConnections)
 	m.HandleFunc("POST /_emulator/seed", s.controlSeed)
-	m.HandleFunc("POST /_emulator/faults", func(w http.ResponseWriter, r *http.Request) {
-		var f Fault
-		if !readControl(w, r, &f, false) {
-			return
-		}
-		if err := f.Validate(); err != nil {
-			controlError(w, err)
-			return
-		}
-		s.InjectNext(f)
-		w.WriteHeader(http.StatusNoContent)
-	})
+	m.HandleFunc("POST /_emulator/faults", s.controlInjectFault)
 	m.HandleFunc("GET /_emulator/faults", s.controlFaults)
-	m.HandleFunc("POST /_emulator/error-rate", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Status int      `json:"status"`
-			Rate   *float64 `json:"rate"`
-		}
-		if !readControl(w, r, &req, false) {
-			return
-		}
-		if req.Rate == nil {
-			controlError(w, fmt.Errorf("rate is required"))
-			return
-		}
-		if err := validateErrorRate(req.Status, *req.Rate); err != nil {
-			controlError(w, err)
-			return
-		}
-		s.SetErrorRate(req.Status, *req.Rate)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("POST /_emulator/latency", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Latency *jsonDuration `json:"latency"`
-		}
-		if !readControl(w, r, &req, false) {
-			return
-		}
-		if req.Latency == nil || *req.Latency < 0 {
-			controlError(w, fmt.Errorf("latency must be a duration of zero or more, such as \"20ms\""))
-			return
-		}
-		s.SetLatency(time.Duration(*req.Latency))
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("POST /_emulator/rate-limit", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			PerMinute *int `json:"per_minute"`
-		}
-		if !readControl(w, r, &req, false) {
-			return
-		}
-		if req.PerMinute == nil || *req.PerMinute < 0 {
-			controlError(w, fmt.Errorf("per_minute must be zero or more"))
-			return
-		}
-		s.SetRateLimit(*req.PerMinute)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("POST /_emulator/reset", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Stats       bool `json:"stats"`
-			Connections bool `json:"connections"`
-		}
-		if !readControl(w, r, &req, true) {
-			return
-		}
-		s.Reset()
-		if req.Stats {
-			s.ResetStats()
-		}
-		if req.Connections {
-			s.ClearConnections()
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("/_emulator/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]any{"detail": fmt.Sprintf("no control route %s %s", r.Method, r.URL.Path)})
-	})
+	m.HandleFunc("POST /_emulator/error-rate", s.controlErrorRate)
+	m.HandleFunc("POST /_emulator/latency", s.controlLatency)
+	m.HandleFunc("POST /_emulator/rate-limit", s.controlRateLimit)
+	m.HandleFunc("POST /_emulator/reset", s.controlReset)
+	m.HandleFunc("/_emulator/", controlNotFound)
 	return m
 }
 
+// controlHealthz answers GET /_emulator/healthz: the emulator is up.
+func controlHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+}
+
+// controlStats answers GET /_emulator/stats with the request counters.
+func (s *Server) controlStats(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.Stats())
+}
+
+// controlLog answers GET /_emulator/log with every API request recorded.
+func (s *Server) controlLog(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"data": s.Log()})
+}
+
+// controlConnections answers GET /_emulator/connections?agent_id= with that agent's connections.
+func (s *Server) controlConnections(w http.ResponseWriter, r *http.Request) {
+	agentID := r.URL.Query().Get("agent_id")
+	writeJSON(w, http.StatusOK, map[string]any{"agent_id": agentID, "connection_ids": s.Connections(agentID)})
+}
+
+// controlInjectFault answers POST /_emulator/faults: it queues one fault.
+func (s *Server) controlInjectFault(w http.ResponseWriter, r *http.Request) {
+	var f Fault
+	if !readControl(w, r, &f, false) {
+		return
+	}
+	if err := f.Validate(); err != nil {
+		controlError(w, err)
+		return
+	}
+	s.InjectNext(f)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// controlErrorRate answers POST /_emulator/error-rate: it sets the fraction answering one status.
+func (s *Server) controlErrorRate(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Status int      `json:"status"`
+		Rate   *float64 `json:"rate"`
+	}
+	if !readControl(w, r, &req, false) {
+		return
+	}
+	if req.Rate == nil {
+		controlError(w, fmt.Errorf("rate is required"))
+		return
+	}
+	if err := validateErrorRate(req.Status, *req.Rate); err != nil {
+		controlError(w, err)
+		return
+	}
+	s.SetErrorRate(req.Status, *req.Rate)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// controlLatency answers POST /_emulator/latency: it sets the delay added to every API request.
+func (s *Server) controlLatency(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Latency *jsonDuration `json:"latency"`
+	}
+	if !readControl(w, r, &req, false) {
+		return
+	}
+	if req.Latency == nil || *req.Latency < 0 {
+		controlError(w, fmt.Errorf("latency must be a duration of zero or more, such as \"20ms\""))
+		return
+	}
+	s.SetLatency(time.Duration(*req.Latency))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// controlRateLimit answers POST /_emulator/rate-limit: it sets the requests allowed per minute.
+func (s *Server) controlRateLimit(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PerMinute *int `json:"per_minute"`
+	}
+	if !readControl(w, r, &req, false) {
+		return
+	}
+	if req.PerMinute == nil || *req.PerMinute < 0 {
+		controlError(w, fmt.Errorf("per_minute must be zero or more"))
+		return
+	}
+	s.SetRateLimit(*req.PerMinute)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// controlReset answers POST /_emulator/reset: it drops the faults, error rates, latency and rate
+// limit, and the stats or connections when asked.
+func (s *Server) controlReset(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Stats       bool `json:"stats"`
+		Connections bool `json:"connections"`
+	}
+	if !readControl(w, r, &req, true) {
+		return
+	}
+	s.Reset()
+	if req.Stats {
+		s.ResetStats()
+	}
+	if req.Connections {
+		s.ClearConnections()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// controlNotFound answers any other /_emulator/ request with 404.
+func controlNotFound(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, map[string]any{"detail": fmt.Sprintf("no control route %s %s", r.Method, r.URL.Path)})
+}
+
+// controlSeed answers POST /_emulator/seed: it adds connections to an agent, or marks IDs invalid.
 func (s *Server) controlSeed(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		AgentID              string   `json:"agent_id"`
@@ -135,6 +167,7 @@ func (s *Server) controlSeed(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"agent_id": req.AgentID, "connection_ids": s.Connections(req.AgentID)})
 }
 
+// controlFaults answers GET /_emulator/faults with every fault setting in force.
 func (s *Server) controlFaults(w http.ResponseWriter, _ *http.Request) {
 	fs := s.Faults()
 	type rate struct {
