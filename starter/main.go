@@ -74,13 +74,10 @@ type options struct {
 	continueOnError bool
 }
 
-// run is the whole command; it returns the exit code. environ is in os.Environ form.
+// run is the whole command; it returns the exit code. environ is in os.Environ form. Each step is
+// a function below, in the order they run.
 func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int {
 	env := environ.Env(vars)
-	fail := func(code int, format string, a ...any) int {
-		return failf(stderr, code, format, a...)
-	}
-
 	opts, code, ok := parseArgs(args, env, stderr)
 	if !ok {
 		return code
@@ -88,17 +85,31 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 
 	clientOpts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{EnvLookup: env})
 	if err != nil {
-		return fail(exitStarter, "temporal client settings (TEMPORAL_*): %v", err)
+		return failf(stderr, exitStarter, "temporal client settings (TEMPORAL_*): %v", err)
 	}
 	// The SDK's default logger writes to stdout, which would spoil --json; its warnings go to
 	// stderr instead.
 	zl, err := logging.New(logging.FormatConsole, "warn", stderr)
 	if err != nil {
-		return fail(exitStarter, "%v", err)
+		return failf(stderr, exitStarter, "%v", err)
 	}
 	defer func() { _ = zl.Sync() }()
 	clientOpts.Logger = logging.NewAdapter(zl)
 
+	c, err := dial(ctx, clientOpts)
+	if err != nil {
+		return failf(stderr, exitStarter, "%v", err)
+	}
+	defer c.Close()
+
+	if opts.all {
+		return runTeardown(ctx, c, opts, stdout, stderr)
+	}
+	return runRemoval(ctx, c, opts, stdout, stderr)
+}
+
+// dial connects to Temporal within dialTimeout; its error names the address and namespace tried.
+func dial(ctx context.Context, clientOpts client.Options) (client.Client, error) {
 	hostPort, namespace := clientOpts.HostPort, clientOpts.Namespace
 	if hostPort == "" {
 		hostPort = client.DefaultHostPort
@@ -110,14 +121,13 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 	c, err := client.DialContext(dialCtx, clientOpts)
 	cancel()
 	if err != nil {
-		return fail(exitStarter, "cannot connect to Temporal at %s (namespace %s): %v", hostPort, namespace, err)
+		return nil, fmt.Errorf("cannot connect to Temporal at %s (namespace %s): %w", hostPort, namespace, err)
 	}
-	defer c.Close()
+	return c, nil
+}
 
-	if opts.all {
-		return runTeardown(ctx, c, opts, stdout, stderr)
-	}
-
+// runRemoval starts or follows the removal of one connection and returns the exit code.
+func runRemoval(ctx context.Context, c client.Client, opts options, stdout, stderr io.Writer) int {
 	workflowID := ac.RemoveConnectionWorkflowID(opts.agentID, opts.connectionID)
 	missingOK := opts.missingOK
 	wr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
@@ -133,7 +143,7 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		MissingOK:    &missingOK,
 	})
 	if err != nil {
-		return fail(exitStarter, "start removal %s: %v", workflowID, err)
+		return failf(stderr, exitStarter, "start removal %s: %v", workflowID, err)
 	}
 
 	if !opts.wait {
@@ -143,9 +153,13 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		_, _ = fmt.Fprintf(stdout, "workflow_id: %s\nrun_id: %s\n", wr.GetID(), wr.GetRunID())
 		return exitOK
 	}
+	return waitRemoval(ctx, wr, opts, stdout, stderr)
+}
 
+// waitRemoval waits for the removal's outcome, prints it, and returns the exit code.
+func waitRemoval(ctx context.Context, wr client.WorkflowRun, opts options, stdout, stderr io.Writer) int {
 	var result ac.RemoveConnectionResult
-	err = wr.Get(ctx, &result)
+	err := wr.Get(ctx, &result)
 	var wfErr *temporal.WorkflowExecutionError
 	switch {
 	case err == nil:
@@ -160,9 +174,9 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		_, _ = fmt.Fprintf(stderr, "removal failed: %s: %s\n", failureType, message)
 		return exitFailed
 	case ctx.Err() != nil:
-		return fail(exitStarter, "stopped waiting; removal %s (run %s) goes on", wr.GetID(), wr.GetRunID())
+		return failf(stderr, exitStarter, "stopped waiting; removal %s (run %s) goes on", wr.GetID(), wr.GetRunID())
 	default:
-		return fail(exitStarter, "waiting for removal %s (run %s): %v", wr.GetID(), wr.GetRunID(), err)
+		return failf(stderr, exitStarter, "waiting for removal %s (run %s): %v", wr.GetID(), wr.GetRunID(), err)
 	}
 
 	if opts.json {
@@ -180,21 +194,7 @@ func parseArgs(args []string, env environ.Env, stderr io.Writer) (opts options, 
 	fs.Usage = func() {
 		_, _ = fmt.Fprintln(stderr, usageLine)
 	}
-	defaultQueue := ac.DefaultTaskQueue
-	if v, _ := env.LookupEnv(ac.TaskQueueEnv); v != "" {
-		defaultQueue = v
-	}
-	fs.StringVar(&opts.agentID, "agent-id", "", "agent whose connection to remove (required)")
-	fs.StringVar(&opts.connectionID, "connection-id", "", "connection to remove (required unless --all)")
-	fs.BoolVar(&opts.all, "all", false, "remove every connection of the agent (the teardown workflow) instead of one")
-	connectionIDs := fs.String("connection-ids", "", "with --all: remove exactly these connections (comma-separated) instead of listing the agent's")
-	fs.IntVar(&opts.concurrency, "concurrency", 0, fmt.Sprintf("with --all: DELETE requests in flight at most (0 means the workflow's default, %d; at most %d)", ac.DefaultTeardownConcurrency, ac.MaxTeardownConcurrency))
-	fs.BoolVar(&opts.continueOnError, "continue-on-error", true, "with --all: keep removing the other connections after one fails for good")
-	fs.BoolVar(&opts.missingOK, "missing-ok", true, "treat a connection that is not there as removed")
-	fs.BoolVar(&opts.wait, "wait", true, "wait for the outcome; with --wait=false print the workflow and run IDs")
-	fs.BoolVar(&opts.json, "json", false, "print JSON instead of plain words")
-	fs.StringVar(&opts.taskQueue, "task-queue", defaultQueue, "task queue of the worker (default from "+ac.TaskQueueEnv+")")
-
+	connectionIDs := defineFlags(fs, &opts, defaultTaskQueue(env))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.PrintDefaults()
@@ -203,58 +203,94 @@ func parseArgs(args []string, env environ.Env, stderr io.Writer) (opts options, 
 		// The flag package has printed the problem and the usage line.
 		return opts, exitStarter, false
 	}
-	usage := func(format string, a ...any) (options, int, bool) {
-		_, _ = fmt.Fprintf(stderr, "starter: "+format+"\n", a...)
+	if err := checkArgs(fs, &opts, *connectionIDs); err != nil {
+		_, _ = fmt.Fprintf(stderr, "starter: %s\n", err)
 		fs.Usage()
 		return opts, exitStarter, false
 	}
+	return opts, exitOK, true
+}
+
+// defaultTaskQueue is the --task-queue default: the worker's own setting when the environment
+// has one.
+func defaultTaskQueue(env environ.Env) string {
+	if v, _ := env.LookupEnv(ac.TaskQueueEnv); v != "" {
+		return v
+	}
+	return ac.DefaultTaskQueue
+}
+
+// defineFlags declares every flag on fs, each filling in its part of opts, and returns where
+// --connection-ids lands: checkArgs splits it.
+func defineFlags(fs *flag.FlagSet, opts *options, defaultQueue string) (connectionIDs *string) {
+	fs.StringVar(&opts.agentID, "agent-id", "", "agent whose connection to remove (required)")
+	fs.StringVar(&opts.connectionID, "connection-id", "", "connection to remove (required unless --all)")
+	fs.BoolVar(&opts.all, "all", false, "remove every connection of the agent (the teardown workflow) instead of one")
+	connectionIDs = fs.String("connection-ids", "", "with --all: remove exactly these connections (comma-separated) instead of listing the agent's")
+	fs.IntVar(&opts.concurrency, "concurrency", 0, fmt.Sprintf("with --all: DELETE requests in flight at most (0 means the workflow's default, %d; at most %d)", ac.DefaultTeardownConcurrency, ac.MaxTeardownConcurrency))
+	fs.BoolVar(&opts.continueOnError, "continue-on-error", true, "with --all: keep removing the other connections after one fails for good")
+	fs.BoolVar(&opts.missingOK, "missing-ok", true, "treat a connection that is not there as removed")
+	fs.BoolVar(&opts.wait, "wait", true, "wait for the outcome; with --wait=false print the workflow and run IDs")
+	fs.BoolVar(&opts.json, "json", false, "print JSON instead of plain words")
+	fs.StringVar(&opts.taskQueue, "task-queue", defaultQueue, "task queue of the worker (default from "+ac.TaskQueueEnv+")")
+	return connectionIDs
+}
+
+// checkArgs refuses a parsed command line that is incomplete, contradicts itself or names an
+// invalid ID; its error is the problem to print above the usage line.
+func checkArgs(fs *flag.FlagSet, opts *options, connectionIDs string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	teardownOnly := "" // the first flag given that means something only with --all
-	for _, name := range []string{"connection-ids", "concurrency", "continue-on-error"} {
-		if set[name] {
-			teardownOnly = name
-			break
-		}
-	}
+	// The first flag given that means something only with --all.
+	teardownOnly := firstSet(set, "connection-ids", "concurrency", "continue-on-error")
 	switch {
 	case fs.NArg() > 0:
-		return usage("unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	case opts.agentID == "":
-		return usage("--agent-id is required")
+		return errors.New("--agent-id is required")
 	case opts.all && opts.connectionID != "":
-		return usage("--connection-id and --all are mutually exclusive: give one connection or all of them")
+		return errors.New("--connection-id and --all are mutually exclusive: give one connection or all of them")
 	case !opts.all && opts.connectionID == "":
-		return usage("--connection-id is required (or --all for every connection of the agent)")
+		return errors.New("--connection-id is required (or --all for every connection of the agent)")
 	case !opts.all && teardownOnly != "":
-		return usage("--%s needs --all", teardownOnly)
+		return fmt.Errorf("--%s needs --all", teardownOnly)
 	case strings.TrimSpace(opts.taskQueue) == "":
-		return usage("--task-queue is empty")
+		return errors.New("--task-queue is empty")
 	}
 	// The same checks the workflows make: refuse here, before anything is started.
 	if err := ac.ValidateID("agent_id", opts.agentID); err != nil {
-		return usage("%v", err)
+		return err
 	}
 	if !opts.all {
-		if err := ac.ValidateID("connection_id", opts.connectionID); err != nil {
-			return usage("%v", err)
+		return ac.ValidateID("connection_id", opts.connectionID)
+	}
+	return checkTeardownArgs(opts, set["connection-ids"], connectionIDs)
+}
+
+// firstSet returns the first of names that set holds, or "".
+func firstSet(set map[string]bool, names ...string) string {
+	for _, name := range names {
+		if set[name] {
+			return name
 		}
-		return opts, exitOK, true
 	}
+	return ""
+}
+
+// checkTeardownArgs checks what --all takes, setting opts.connectionIDs when --connection-ids was
+// given, with the same checks the teardown workflow makes of its input.
+func checkTeardownArgs(opts *options, idsGiven bool, connectionIDs string) error {
 	if opts.concurrency < 0 || opts.concurrency > ac.MaxTeardownConcurrency {
-		return usage("--concurrency is %d, want 0 (the workflow's default) to %d", opts.concurrency, ac.MaxTeardownConcurrency)
+		return fmt.Errorf("--concurrency is %d, want 0 (the workflow's default) to %d", opts.concurrency, ac.MaxTeardownConcurrency)
 	}
-	if set["connection-ids"] {
-		ids, err := splitConnectionIDs(*connectionIDs)
+	if idsGiven {
+		ids, err := splitConnectionIDs(connectionIDs)
 		if err != nil {
-			return usage("%v", err)
+			return err
 		}
 		opts.connectionIDs = ids
 	}
-	if err := teardownInput(opts).Validate(); err != nil {
-		return usage("%v", err)
-	}
-	return opts, exitOK, true
+	return teardownInput(*opts).Validate()
 }
 
 // splitConnectionIDs reads --connection-ids. An empty list, an empty entry or a repeated ID is
