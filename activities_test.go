@@ -1,8 +1,9 @@
 package agentconnections_test
 
-// The black-box test of the contract: every row of CONTRACT.md's "what each answer becomes" table,
-// run through RemoveConnectionWorkflow and the real RemoveConnection activity (Temporal's test
-// environment, so Temporal retries happen on a virtual clock) against an httptest control plane.
+// The black-box test of the contract: every row of the "what each answer becomes" table in
+// docs/contract.md, run through RemoveConnectionWorkflow and the real RemoveConnection activity
+// (Temporal's test environment, so Temporal retries happen on a virtual clock) against an httptest
+// control plane.
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 // Package workflows holds the worker's Temporal workflows. RemoveConnectionWorkflow removes one
-// agent connection by running the RemoveConnection activity under documented default timeouts and
-// a bounded retry policy, with optional per-call overrides from its input.
+// agent connection by running the RemoveConnection activity under default timeouts and a bounded
+// retry policy (docs/contract.md, Retries), with optional per-call overrides from its input.
 package workflows
 
 import (
@@ -13,7 +13,8 @@ import (
 	"github.com/agentops/agentconnections/activities"
 )
 
-// Defaults of the RemoveConnection activity's options. The README's retry table mirrors them.
+// Defaults of the RemoveConnection activity's options. The retry table in docs/contract.md mirrors
+// them.
 const (
 	// DefaultStartToCloseTimeout bounds one attempt: a request (30s by default) plus the short
 	// in-process retries.

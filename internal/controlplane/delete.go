@@ -47,11 +47,11 @@ type DeleteResult struct {
 }
 
 // Delete sends DELETE /v2/auth/agents/{agent_id}/connections/{connection_id} and maps the answer
-// as the contract's status table says: 204 is removed; a 404 is already_absent with MissingOK or
-// after any earlier request of this removal (PriorRequests, MaybeSent, an in-process retry), and
-// NotFound otherwise; every other answer, and a request that got none, is an *Error. IDs that
-// agentconnections.ValidateID refuses are an InvalidRequest *Error with no request sent. When
-// ctx ends before an answer, the error is ctx's own.
+// as the status table in docs/contract.md says: 204 is removed; a 404 is already_absent with
+// MissingOK or after any earlier request of this removal (PriorRequests, MaybeSent, an in-process
+// retry), and NotFound otherwise; every other answer, and a request that got none, is an *Error.
+// IDs that agentconnections.ValidateID refuses are an InvalidRequest *Error with no request sent.
+// When ctx ends before an answer, the error is ctx's own.
 func (c *Client) Delete(ctx context.Context, r DeleteRequest) (DeleteResult, error) {
 	logger := loggerOrNop(r.Logger)
 	res := DeleteResult{Requests: r.PriorRequests}

@@ -1,6 +1,7 @@
 // Package controlplane is the worker's HTTP client for the LangSmith Deployment Control Plane
 // API: it removes one agent connection (Delete) and lists an agent's connections (List), and
-// turns each answer into an outcome or one typed *Error as the contract's status table says.
+// turns each answer into an outcome or one typed *Error as the status table in docs/contract.md
+// says.
 //
 // It owns everything about talking HTTP to the control plane: building the client and its pooled
 // keep-alive transport, the short in-process retries, pacing and the client-wide pause a 429 sets,

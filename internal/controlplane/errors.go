@@ -10,8 +10,8 @@ import (
 	ac "github.com/agentops/agentconnections"
 )
 
-// Error is a call that failed, classified by the contract's status table: the one error type
-// Delete and List return, apart from the context's own error when the caller's context ended
+// Error is a call that failed, classified by the status table in docs/contract.md: the one error
+// type Delete and List return, apart from the context's own error when the caller's context ended
 // first (passed through as it is, so errors.As finds no *Error in it). Its Message holds no
 // credential.
 type Error struct {
@@ -57,7 +57,7 @@ func unanswered(ctx context.Context, err error, requests int, logger Logger, cal
 	return e
 }
 
-// classify maps a non-success status to its failure, per the contract's status table.
+// classify maps a non-success status to its failure, per the status table in docs/contract.md.
 func (c *Client) classify(resp *http.Response, requests int) *Error {
 	status := resp.StatusCode
 	body, truncated, readErr := c.readRedacted(resp.Body, DefaultBodyLimit)
