@@ -20,6 +20,11 @@ const (
 	ErrServerError = "ServerError"
 	// ErrUnavailable: the control plane could not be reached, timed out, or answered 408 (retried).
 	ErrUnavailable = "Unavailable"
+	// ErrInterrupted is a teardown's per-connection failure type, never an activity's: the
+	// teardown stopped (cancelled, key refused, continue_on_error false) after it had sent this
+	// connection a request that got no final answer, so it may or may not be removed. A
+	// standalone removal waiting on the teardown removes such a connection itself.
+	ErrInterrupted = "Interrupted"
 	// ErrAgentNotFound: the control plane answered 404 to the list of an agent's connections. The
 	// agent does not exist there, or LANGSMITH_CONTROL_PLANE_URL lacks the install's path prefix.
 	ErrAgentNotFound = "AgentNotFound"

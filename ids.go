@@ -38,3 +38,23 @@ func ValidateID(field, id string) error {
 	}
 	return nil
 }
+
+// JSONBytes is how many bytes s takes as a JSON string, quotes included, as encoding/json writes
+// it: '"' takes two bytes, and '<', '>', '&' and the line and paragraph separators U+2028 and
+// U+2029 take six each (ValidateID accepts them). The byte bounds of this contract
+// (MaxGivenConnectionBytes, the report's pages) count these bytes, since that is what reaches
+// Temporal.
+func JSONBytes(s string) int {
+	n := 2
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
+			n += 2
+		case r == '<' || r == '>' || r == '&' || r == '\u2028' || r == '\u2029' || r < 0x20:
+			n += 6
+		default:
+			n += utf8.RuneLen(r)
+		}
+	}
+	return n
+}

@@ -10,10 +10,10 @@ const (
 	MaxTeardownConcurrency = 200
 	// MaxTeardownConnections bounds the connections of one teardown (given or listed).
 	MaxTeardownConnections = 10_000
-	// MaxGivenConnectionBytes bounds the bytes of the connection_ids a caller gives (the sum of
-	// their lengths): the input travels whole in the start request and again on every
+	// MaxGivenConnectionBytes bounds the connection_ids a caller gives, in JSON bytes (the sum
+	// of JSONBytes of each): the input travels whole in the start request and again on every
 	// continue-as-new, so it stays under Temporal's 512 KB payload warning. 10,000 UUIDs take
-	// 360,000. Let the teardown list the agent for more.
+	// 380,000. Let the teardown list the agent for more.
 	MaxGivenConnectionBytes = 384 << 10
 	// DefaultTeardownMaxHistoryEvents is the history length at which a teardown run continues as
 	// new. Temporal warns at 10,240 events and fails a run at 51,200; a batch costs about six.
@@ -92,10 +92,10 @@ func (in RemoveAgentConnectionsInput) Validate() error {
 		if err := ValidateID(fmt.Sprintf("connection_ids[%d]", i), id); err != nil {
 			return err
 		}
-		total += len(id)
+		total += JSONBytes(id)
 	}
 	if total > MaxGivenConnectionBytes {
-		return fmt.Errorf("connection_ids take %d bytes, the limit is %d; leave connection_ids out to remove every connection of the agent",
+		return fmt.Errorf("connection_ids take %d bytes as JSON, the limit is %d; leave connection_ids out to remove every connection of the agent",
 			total, MaxGivenConnectionBytes)
 	}
 	return nil

@@ -108,11 +108,11 @@ func listPage(ids []string, after string, maxBytes int) ListConnectionsResult {
 	res := ListConnectionsResult{ConnectionIDs: []string{}, Listed: len(ids)}
 	size := 0
 	for _, id := range sorted[start:] {
-		if len(res.ConnectionIDs) > 0 && size+len(id) > maxBytes {
+		if len(res.ConnectionIDs) > 0 && size+ac.JSONBytes(id) > maxBytes {
 			res.More = true
 			break
 		}
-		size += len(id)
+		size += ac.JSONBytes(id)
 		res.ConnectionIDs = append(res.ConnectionIDs, id)
 	}
 	return res

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -65,7 +66,7 @@ func TestListConnections_PagesByBytes(t *testing.T) {
 	body.WriteString(`{"data":[`)
 	var want []string
 	for i := range 40 {
-		id := fmt.Sprintf("c%03d-%s", 39-i, strings.Repeat("x", 200))
+		id := fmt.Sprintf("c%03d-%s<&>", 39-i, strings.Repeat("x", 170)) // 18 JSON bytes for 3 characters
 		want = append(want, id)
 		if i > 0 {
 			body.WriteString(",")
@@ -87,8 +88,8 @@ func TestListConnections_PagesByBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		pages++
-		if size := len(strings.Join(res.ConnectionIDs, "")); size > 1000 {
-			t.Errorf("got a %d-byte page, want at most 1000", size)
+		if b, _ := json.Marshal(res.ConnectionIDs); len(b) > 1000+len(res.ConnectionIDs)+1 {
+			t.Errorf("got a %d-byte page, want at most 1000 bytes of IDs as JSON", len(b))
 		}
 		if res.Listed != 40 {
 			t.Errorf("got listed %d, want 40", res.Listed)

@@ -27,8 +27,8 @@ type ListConnectionsInput struct {
 	AgentID string `json:"agent_id"`
 	// After pages the list: only IDs sorted after it are returned ("" starts at the beginning).
 	After string `json:"after,omitempty"`
-	// MaxBytes bounds the summed length of the IDs returned (0 means DefaultListPageBytes), so
-	// the result stays far under Temporal's payload limit whatever the IDs.
+	// MaxBytes bounds the IDs returned, in JSON bytes (0 means DefaultListPageBytes), so the
+	// result stays far under Temporal's payload limit whatever the IDs.
 	MaxBytes int `json:"max_bytes,omitempty"`
 }
 
@@ -41,7 +41,8 @@ type ListConnectionsResult struct {
 	Listed int `json:"listed"`
 }
 
-// DefaultListPageBytes bounds a ListConnections page: 1,500 IDs of the longest accepted size.
+// DefaultListPageBytes bounds a ListConnections page in JSON bytes (ac.JSONBytes of each ID):
+// about 1,500 IDs of the longest accepted size, far under Temporal's payload limit.
 const DefaultListPageBytes = 384 << 10
 
 // DeferredRemoval is a connection a standalone RemoveConnectionWorkflow run is removing.

@@ -1,6 +1,10 @@
 package workflows
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
 	"time"
 
 	ac "github.com/agentops/agentconnections"
@@ -26,13 +30,14 @@ type carriedState struct {
 	Listed bool `json:"listed"`
 	// Given is true when the caller named the connections (the re-list then reports only those).
 	Given bool `json:"given,omitempty"`
-	// Pending are the connections not yet finished, in order.
-	Pending []string `json:"pending"`
-	// Attempts counts the requests already sent for pending connections (by ID).
-	Attempts map[string]int `json:"attempts,omitempty"`
-	// Rounds counts the transient failures of pending connections so far (by ID).
-	Rounds map[string]int `json:"rounds,omitempty"`
-	// LastFailure is the failure type of each pending connection's last round (by ID).
+	// Items are the connections not yet finished, in order, each with its counts and the time
+	// its next round may start. This is how a state is carried: each ID once.
+	Items []pendingItem `json:"items,omitempty"`
+	// Pending, Attempts, Rounds and LastFailure are the same, as a run works with them: by ID.
+	// A state carried by an earlier version of the teardown holds them instead of Items.
+	Pending     []string          `json:"pending,omitempty"`
+	Attempts    map[string]int    `json:"attempts,omitempty"`
+	Rounds      map[string]int    `json:"rounds,omitempty"`
 	LastFailure map[string]string `json:"last_failure,omitempty"`
 	// Outcomes are the finished connections.
 	Outcomes []ac.ConnectionOutcome `json:"outcomes"`
@@ -46,14 +51,53 @@ type carriedState struct {
 	Stopped bool `json:"stopped,omitempty"`
 	// StopReason says why it stopped (see ac.RemoveAgentConnectionsResult.StopReason).
 	StopReason string `json:"stop_reason,omitempty"`
-	// AgentNotFound is set when a list found no agent (only the verification list can leave the
-	// teardown running after that).
-	AgentNotFound bool `json:"agent_not_found,omitempty"`
 }
 
-// pagedState names the run that serves a carried carriedState too large for one payload.
+// pendingItem is one unfinished connection in a carried state.
+type pendingItem struct {
+	ID       string     `json:"id"`
+	Attempts int        `json:"attempts,omitempty"`
+	Rounds   int        `json:"rounds,omitempty"`
+	Last     string     `json:"last,omitempty"`
+	ReadyAt  *time.Time `json:"ready_at,omitempty"`
+}
+
+// pagedState names the run that serves a carried state too large for the continue-as-new input:
+// gzip-compressed JSON, in Pages pages of Bytes bytes in all.
 type pagedState struct {
 	RunID string `json:"run_id"`
 	Pages int    `json:"pages"`
 	Bytes int    `json:"bytes"`
+}
+
+// gzipped compresses a carried state before it is paged: IDs and messages repeat a lot.
+func gzipped(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeCarried reads a paged state back: gzip-compressed JSON, or plain JSON as an earlier
+// version of the teardown paged it.
+func decodeCarried(b []byte) (*carriedState, error) {
+	if len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		if b, err = io.ReadAll(zr); err != nil {
+			return nil, err
+		}
+	}
+	var st carriedState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }

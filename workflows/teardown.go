@@ -88,9 +88,9 @@ type teardown struct {
 	// progressed is set once this run finished a batch or an await: a run never continues as
 	// new before it has made progress.
 	progressed bool
-	// baseEvents is the history length when the run's own work began (after loading a paged
-	// state), so MaxHistoryEvents bounds the work, not the loading.
-	baseEvents int
+	// baseEvents and baseBytes are the history's length and size when the run's own work began
+	// (after loading a paged state), so the bounds below apply to the work, not the loading.
+	baseEvents, baseBytes int
 	// carried is the encoded state handed to the next run, served page by page when paged.
 	carried []byte
 }
@@ -137,6 +137,7 @@ func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in TeardownInput) (ac.
 		return t.result(false), err
 	}
 	t.baseEvents = workflow.GetInfo(ctx).GetCurrentHistoryLength()
+	t.baseBytes = workflow.GetInfo(ctx).GetCurrentHistorySize()
 	logger := workflow.GetLogger(ctx)
 
 	if !t.st.Listed {
@@ -254,12 +255,38 @@ func (t *teardown) adopt() {
 		t.finished[o.ConnectionID] = i
 		t.targets[o.ConnectionID] = true
 	}
-	t.queue = t.queue[:0]
-	for _, id := range t.st.Pending {
-		if _, done := t.finished[id]; !done {
-			t.targets[id] = true
-			t.queue = append(t.queue, id)
+	// A carried state lists its pending connections as items: expand them into the maps, and
+	// keep each one's wait for its next round.
+	readyAt := map[string]time.Time{}
+	for _, it := range t.st.Items {
+		t.st.Pending = append(t.st.Pending, it.ID)
+		setIf(t.st.Attempts, it.ID, it.Attempts)
+		setIf(t.st.Rounds, it.ID, it.Rounds)
+		setIf(t.st.LastFailure, it.ID, it.Last)
+		if it.ReadyAt != nil {
+			readyAt[it.ID] = *it.ReadyAt
 		}
+	}
+	t.st.Items = nil
+	t.queue, t.delayed = t.queue[:0], t.delayed[:0]
+	for _, id := range t.st.Pending {
+		if _, done := t.finished[id]; done {
+			continue
+		}
+		t.targets[id] = true
+		if at, ok := readyAt[id]; ok {
+			t.delayed = append(t.delayed, delayedItem{id: id, readyAt: at})
+			continue
+		}
+		t.queue = append(t.queue, id)
+	}
+}
+
+// setIf sets m[k] to v unless v is the zero value.
+func setIf[V comparable](m map[string]V, k string, v V) {
+	var zero V
+	if v != zero {
+		m[k] = v
 	}
 }
 
@@ -339,6 +366,12 @@ func (t *teardown) progress() ac.TeardownProgress {
 // long enough to continue as new (it returns true then, with nothing in flight).
 func (t *teardown) run() (continueAsNew bool) {
 	for {
+		if !t.cancelSeen && t.cancelReq.Err() != nil {
+			// Cancelled while the run was not waiting (listing, loading, in the task that
+			// handled a batch): stop before starting anything more.
+			t.cancelSeen = true
+			t.stop(stopCancelled, "teardown cancelled by Temporal: removals in flight finish, none start")
+		}
 		stopping := t.st.Cancelled || t.st.Stopped
 		carryOn := !stopping && t.historyFull()
 		if !stopping && !carryOn {
@@ -363,15 +396,18 @@ func (t *teardown) run() (continueAsNew bool) {
 }
 
 // historyFull reports whether this run should continue as new once its work in flight is done:
-// its own events reached MaxHistoryEvents, or its history reached MaxTeardownHistoryBytes, or
-// Temporal suggests it. Never before the run made progress, so every run moves the teardown on.
+// its own events reached MaxHistoryEvents, or its own work added MaxTeardownHistoryBytes to the
+// history, or Temporal suggests it. Never before the run made progress, so every run moves the
+// teardown on. (Temporal's suggestion counts the loaded state too; a run that loaded a large
+// state still works until its own bounds or progress say so.)
 func (t *teardown) historyFull() bool {
 	if !t.progressed {
 		return false
 	}
 	info := workflow.GetInfo(t.ctx)
-	return info.GetCurrentHistoryLength()-t.baseEvents >= t.maxHistory || t.events >= t.maxHistory ||
-		info.GetCurrentHistorySize() >= ac.MaxTeardownHistoryBytes || info.GetContinueAsNewSuggested()
+	own := info.GetCurrentHistoryLength()-t.baseEvents >= t.maxHistory || t.events >= t.maxHistory ||
+		info.GetCurrentHistorySize()-t.baseBytes >= ac.MaxTeardownHistoryBytes
+	return own || (info.GetContinueAsNewSuggested() && t.baseBytes < ac.MaxTeardownHistoryBytes/2)
 }
 
 // startBatch takes connections off the queue into one RemoveConnections activity.
@@ -636,23 +672,22 @@ func (t *teardown) skipRest() {
 	rest := append(slices.Clone(t.queue), idsOf(t.delayed)...)
 	t.queue, t.delayed = nil, nil
 	for _, id := range rest {
-		attempts := t.st.Attempts[id]
+		attempts, last := t.st.Attempts[id], t.st.LastFailure[id]
 		switch {
-		case attempts == 0 && t.st.LastFailure[id] == standaloneRemoving:
-			t.finish(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeSkipped, Attempts: attempts,
+		case attempts == 0 && last == standaloneRemoving:
+			t.finish(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeSkipped,
 				Message: "the teardown stopped (" + reason + ") while a standalone removal was removing it; that removal reports its outcome"})
-			continue
-		case attempts == 0 && t.st.LastFailure[id] != batchLost:
+		case attempts == 0 && last != batchLost:
 			t.finish(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeSkipped,
 				Message: "not sent a DELETE: the teardown stopped first (" + reason + ")"})
-			continue
+		default:
+			// A request left (or may have, from a lost batch) without a final answer.
+			if last == batchLost || last == standaloneRemoving || last == "" {
+				last = "no answer"
+			}
+			t.finish(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeFailed, Attempts: attempts, FailureType: ac.ErrInterrupted,
+				Message: fmt.Sprintf("the teardown stopped (%s) before a final answer (last: %s); a request it sent may have removed it", reason, last)})
 		}
-		errType := t.st.LastFailure[id]
-		if errType == "" || errType == batchLost {
-			errType = ac.ErrUnavailable
-		}
-		t.finish(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeFailed, Attempts: attempts, FailureType: errType,
-			Message: fmt.Sprintf("the teardown stopped (%s) before a final answer; an earlier request may have removed it", reason)})
 	}
 }
 
@@ -670,14 +705,16 @@ func (t *teardown) continueAsNew() error {
 		return fmt.Errorf("encode the carried teardown state: %w", err)
 	}
 	if len(encoded) > carryInlineBytes {
-		t.carried = encoded
-		pages := (len(encoded) + carryPageBytes - 1) / carryPageBytes
+		if t.carried, err = gzipped(encoded); err != nil {
+			return fmt.Errorf("compress the carried teardown state: %w", err)
+		}
+		pages := (len(t.carried) + carryPageBytes - 1) / carryPageBytes
 		next.State = &carriedState{Paged: &pagedState{
-			RunID: workflow.GetInfo(t.ctx).WorkflowExecution.RunID, Pages: pages, Bytes: len(encoded),
+			RunID: workflow.GetInfo(t.ctx).WorkflowExecution.RunID, Pages: pages, Bytes: len(t.carried),
 		}}
 	}
 	workflow.GetLogger(t.ctx).Info("teardown continues as new", "agent_id", t.in.AgentID, "run", st.Runs+1,
-		"finished", len(st.Outcomes), "pending", len(st.Pending), "state_bytes", len(encoded), "paged", t.carried != nil)
+		"finished", len(st.Outcomes), "pending", len(st.Items), "state_bytes", len(encoded), "paged_bytes", len(t.carried))
 	return workflow.NewContinueAsNewError(t.ctx, RemoveAgentConnectionsWorkflow, next)
 }
 
@@ -697,11 +734,15 @@ func (t *teardown) loadPagedState() error {
 		}
 		encoded = append(encoded, b...)
 	}
-	var st carriedState
-	if err := json.Unmarshal(encoded, &st); err != nil {
+	st, err := decodeCarried(encoded)
+	if err != nil {
 		return temporal.NewNonRetryableApplicationError("the carried teardown state is unreadable: "+err.Error(), ac.ErrInvalidRequest, nil)
 	}
-	t.st = &st
+	// A cancel update accepted while the pages loaded stopped the placeholder state: keep it.
+	if t.st.Cancelled || t.st.Stopped {
+		st.Cancelled, st.Stopped, st.StopReason = t.st.Cancelled, t.st.Stopped, t.st.StopReason
+	}
+	t.st = st
 	t.initMaps()
 	t.adopt()
 	return nil
@@ -720,9 +761,25 @@ func pageOf(b []byte, n int) ([]byte, error) {
 func (t *teardown) carry() *carriedState {
 	st := *t.st
 	st.Paged = nil
-	st.Pending = append(slices.Clone(t.queue), idsOf(t.delayed)...)
+	st.Items = make([]pendingItem, 0, len(t.queue)+len(t.delayed))
+	for _, id := range t.queue {
+		st.Items = append(st.Items, t.pendingItem(id, time.Time{}))
+	}
+	for _, d := range t.delayed {
+		st.Items = append(st.Items, t.pendingItem(d.id, d.readyAt))
+	}
+	// The items hold all of these, once per connection.
+	st.Pending, st.Attempts, st.Rounds, st.LastFailure = nil, nil, nil, nil
 	st.Runs++
 	return &st
+}
+
+func (t *teardown) pendingItem(id string, readyAt time.Time) pendingItem {
+	it := pendingItem{ID: id, Attempts: t.st.Attempts[id], Rounds: t.st.Rounds[id], Last: t.st.LastFailure[id]}
+	if !readyAt.IsZero() {
+		it.ReadyAt = &readyAt
+	}
+	return it
 }
 
 // list lists the agent page by page, so no list result nears the payload limit.

@@ -420,7 +420,7 @@ func TestTeardown_ContinuesAsNewCarryingProgress(t *testing.T) {
 			if next.State == nil || next.State.Runs != runs || len(next.ConnectionIDs) != 0 {
 				t.Fatalf("got carried state %+v with %d ids, want run count %d and ids only in the state", next.State, len(next.ConnectionIDs), runs)
 			}
-			if got := len(next.State.Outcomes) + len(next.State.Pending); got != 1000 {
+			if got := len(next.State.Outcomes) + len(next.State.Items); got != 1000 {
 				t.Fatalf("got %d outcomes+pending carried, want 1000", got)
 			}
 			if len(next.State.Outcomes) <= finishedBefore {
