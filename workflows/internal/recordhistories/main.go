@@ -86,6 +86,8 @@ type recorder struct {
 	recs []recording
 }
 
+// run records every history into outDir: it starts the stack, runs the scenarios, checks what
+// they recorded and only then writes it. Each step is a function below, in the order they run.
 func run(ctx context.Context, outDir string, stderr, sdkLog io.Writer) error {
 	apiKey, err := randomKey()
 	if err != nil {
@@ -109,13 +111,34 @@ func run(ctx context.Context, outDir string, stderr, sdkLog io.Writer) error {
 	}
 	defer c.Close()
 
+	w, err := startWorker(c, hs.URL, apiKey)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+
+	r := &recorder{c: c, em: em}
+	if err := r.runScenarios(ctx); err != nil {
+		return err
+	}
+	// Everything is checked before anything is written: a history with the key in it must never
+	// reach the disk.
+	if err := r.check(apiKey); err != nil {
+		return err
+	}
+	return r.write(outDir, stderr)
+}
+
+// startWorker starts an in-process worker running the real workflows and activities against the
+// emulator at baseURL.
+func startWorker(c client.Client, baseURL, apiKey string) (worker.Worker, error) {
 	acts, err := activities.New(activities.Config{
-		BaseURL:     hs.URL,
+		BaseURL:     baseURL,
 		Credentials: activities.StaticCredentials{APIKey: apiKey},
 		Coordinator: activities.TemporalCoordinator{Client: c},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Without a sticky cache no sticky task queue is used, whose name carries the host name; and
 	// every workflow task replays the history from the start, a first check of determinism.
@@ -125,11 +148,14 @@ func run(ctx context.Context, outDir string, stderr, sdkLog io.Writer) error {
 	w.RegisterWorkflowWithOptions(workflows.RemoveAgentConnectionsWorkflow, workflow.RegisterOptions{Name: ac.RemoveAgentConnectionsWorkflowType})
 	w.RegisterActivity(acts)
 	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker: %w", err)
+		return nil, fmt.Errorf("start worker: %w", err)
 	}
-	defer w.Stop()
+	return w, nil
+}
 
-	r := &recorder{c: c, em: em}
+// runScenarios runs each execution in turn, each within scenarioTimeout and against an emulator
+// reset after it, and stops at the first that fails.
+func (r *recorder) runScenarios(ctx context.Context) error {
 	for _, s := range []struct {
 		name string
 		run  func(context.Context) error
@@ -149,14 +175,16 @@ func run(ctx context.Context, outDir string, stderr, sdkLog io.Writer) error {
 		sctx, cancel := context.WithTimeout(ctx, scenarioTimeout)
 		err := s.run(sctx)
 		cancel()
-		em.Reset()
+		r.em.Reset()
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
+	return nil
+}
 
-	// Everything is checked before anything is written: a history with the key in it must never
-	// reach the disk.
+// check renders every recorded history as JSON, refusing one that is too long or holds key.
+func (r *recorder) check(key string) error {
 	for i := range r.recs {
 		rec := &r.recs[i]
 		if n := len(rec.hist.Events); n > maxEvents {
@@ -166,11 +194,16 @@ func run(ctx context.Context, outDir string, stderr, sdkLog io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("marshal %s: %w", rec.file, err)
 		}
-		if err := checkNoSecret(data, apiKey); err != nil {
+		if err := checkNoSecret(data, key); err != nil {
 			return fmt.Errorf("%s: %w", rec.file, err)
 		}
 		rec.data = append(data, '\n')
 	}
+	return nil
+}
+
+// write writes every checked history to outDir and says so on stderr.
+func (r *recorder) write(outDir string, stderr io.Writer) error {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return err
 	}
@@ -184,6 +217,7 @@ func run(ctx context.Context, outDir string, stderr, sdkLog io.Writer) error {
 	return nil
 }
 
+// randomKey makes a fresh API key for the emulator, the one checkNoSecret looks for.
 func randomKey() (string, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
