@@ -113,7 +113,7 @@ func RemoveConnectionWorkflow(ctx workflow.Context, in ac.RemoveConnectionInput)
 // this removal's own missing_ok: a connection the teardown found absent on its first request (or
 // failed NotFound) is NotFound for a removal that does not accept that, and already_absent for
 // one that does. done is false when the teardown did not settle the connection (skipped,
-// remained, reappeared): the removal then sends its own DELETE.
+// remained, reappeared, or interrupted by a stop): the removal then sends its own DELETE.
 func takeTeardownOutcome(o ac.ConnectionOutcome, missingOK bool) (outcome string, done bool, err error) {
 	notFound := func() error {
 		return temporal.NewNonRetryableApplicationError(
@@ -130,6 +130,9 @@ func takeTeardownOutcome(o ac.ConnectionOutcome, missingOK bool) (outcome string
 		return ac.OutcomeAlreadyAbsent, true, nil
 	case o.Outcome == ac.OutcomeFailed && o.FailureType == ac.ErrNotFound:
 		return "", true, notFound()
+	case o.Outcome == ac.OutcomeFailed && o.FailureType == ac.ErrInterrupted:
+		// The teardown stopped without a final answer: not settled, so remove it here.
+		return "", false, nil
 	case o.Outcome == ac.OutcomeFailed:
 		return "", true, temporal.NewNonRetryableApplicationError("the agent's teardown failed to remove this connection: "+o.Message, o.FailureType, nil)
 	}

@@ -221,6 +221,7 @@ func TestRemoveConnectionWorkflow_TakesTheTeardownsOutcome(t *testing.T) {
 	absentFirst := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 1}
 	absentLater := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 2}
 	notFound := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeFailed, FailureType: ac.ErrNotFound, Attempts: 1}
+	interrupted := ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeFailed, FailureType: ac.ErrInterrupted, Attempts: 1}
 	strict := false
 	tests := []struct {
 		name          string
@@ -248,6 +249,7 @@ func TestRemoveConnectionWorkflow_TakesTheTeardownsOutcome(t *testing.T) {
 		{name: "claimed, teardown ends without it: removes itself", claim: ac.ConnectionClaim{Claimed: true}, awaited: &ac.ConnectionClaim{}, wantOutcome: ac.OutcomeRemoved, wantOwnDelete: true},
 		{name: "claimed, teardown skipped it: removes itself", claim: ac.ConnectionClaim{Claimed: true, Outcome: &skipped}, wantOutcome: ac.OutcomeRemoved, wantOwnDelete: true},
 		{name: "claimed, teardown failed it: fails with its type", claim: ac.ConnectionClaim{Claimed: true, Outcome: &failed}, wantType: ac.ErrValidation},
+		{name: "claimed, teardown stopped without an answer: removes itself", claim: ac.ConnectionClaim{Claimed: true, Outcome: &interrupted}, wantOutcome: ac.OutcomeRemoved, wantOwnDelete: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -891,7 +891,7 @@ func reportPages(all []ac.ConnectionOutcome) [][2]int {
 	var pages [][2]int
 	start, size := 0, 0
 	for i, o := range all {
-		n := len(o.ConnectionID) + len(o.Outcome) + len(o.FailureType) + 2*len(o.Message) + reportEntryOverhead
+		n := ac.JSONBytes(o.ConnectionID) + len(o.Outcome) + len(o.FailureType) + ac.JSONBytes(o.Message) + reportEntryOverhead
 		if i > start && size+n > ac.MaxReportBytes {
 			pages = append(pages, [2]int{start, i})
 			start, size = i, 0
