@@ -11,9 +11,9 @@ const (
 	// MaxTeardownConnections bounds the connections of one teardown (given or listed).
 	MaxTeardownConnections = 10_000
 	// MaxGivenConnectionBytes bounds the connection_ids a caller gives, in JSON bytes (the sum
-	// of JSONBytes of each): the input travels whole in the start request and again on every
-	// continue-as-new, so it stays under Temporal's 512 KB payload warning. 10,000 UUIDs take
-	// 380,000. Let the teardown list the agent for more.
+	// of JSONBytes of each): the input travels whole in the start request, so it stays under
+	// Temporal's 512 KB payload warning. 10,000 UUIDs take 380,000. Let the teardown list the
+	// agent for more.
 	MaxGivenConnectionBytes = 384 << 10
 	// DefaultTeardownMaxHistoryEvents is the history length at which a teardown run continues as
 	// new. Temporal warns at 10,240 events and fails a run at 51,200; a batch costs about six.
@@ -105,8 +105,8 @@ func (in RemoveAgentConnectionsInput) Validate() error {
 const (
 	// OutcomeFailed means the removal failed for good; FailureType and Message say why.
 	OutcomeFailed = "failed"
-	// OutcomeRemained means the connection was still listed after the teardown removed it
-	// (the re-list check), or it was never attempted because the teardown stopped early.
+	// OutcomeRemained means the connection was still listed after the teardown removed it (the
+	// re-list check).
 	OutcomeRemained = "remained"
 	// OutcomeReappeared means the re-list found a connection the teardown had not seen before.
 	OutcomeReappeared = "reappeared"
