@@ -23,6 +23,7 @@ import (
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/workflows"
 )
 
@@ -93,12 +94,16 @@ func removeOnce(t *testing.T, in ac.RemoveConnectionInput, answers ...answer) ru
 	cp := &controlPlane{answers: answers}
 	srv := httptest.NewServer(cp)
 	t.Cleanup(srv.Close)
-	acts, err := activities.New(activities.Config{
+	client, err := controlplane.New(controlplane.Config{
 		BaseURL:        srv.URL,
-		Credentials:    activities.StaticCredentials{APIKey: "contract-test-key"},
+		Credentials:    controlplane.StaticCredentials{APIKey: "contract-test-key"},
 		RequestTimeout: 200 * time.Millisecond,
-		HTTPRetry:      activities.HTTPRetry{WaitMin: time.Millisecond, WaitMax: 2 * time.Millisecond},
+		HTTPRetry:      controlplane.HTTPRetry{WaitMin: time.Millisecond, WaitMax: 2 * time.Millisecond},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := activities.New(activities.Config{ControlPlane: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +237,11 @@ func TestContract_IDsArePathEscapedUnderThePrefix(t *testing.T) {
 	cp := &controlPlane{answers: []answer{{status: 204}}}
 	srv := httptest.NewServer(cp)
 	t.Cleanup(srv.Close)
-	acts, err := activities.New(activities.Config{BaseURL: srv.URL + "/api-host", Credentials: activities.StaticCredentials{APIKey: "k"}})
+	client, err := controlplane.New(controlplane.Config{BaseURL: srv.URL + "/api-host", Credentials: controlplane.StaticCredentials{APIKey: "k"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := activities.New(activities.Config{ControlPlane: client})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/workflows"
 )
 
@@ -57,7 +58,11 @@ func TestExample_ChildWorkflowFromACallingService(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
-	acts, err := activities.New(activities.Config{BaseURL: srv.URL, Credentials: activities.StaticCredentials{APIKey: "k"}})
+	cp, err := controlplane.New(controlplane.Config{BaseURL: srv.URL, Credentials: controlplane.StaticCredentials{APIKey: "k"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := activities.New(activities.Config{ControlPlane: cp})
 	if err != nil {
 		t.Fatal(err)
 	}

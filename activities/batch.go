@@ -2,26 +2,17 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 
 	ac "github.com/agentops/agentconnections"
+	"github.com/agentops/agentconnections/internal/controlplane"
 )
-
-// RemoveConnectionsProgress is the heartbeat detail of RemoveConnections: what a retried attempt
-// needs to resume without sending a finished connection's DELETE again. It holds IDs, counts and
-// the finished outcomes (messages already clipped), never a credential. A workflow can read the
-// last one from a timed-out attempt with TimeoutError.LastHeartbeatDetails.
-type RemoveConnectionsProgress struct {
-	// Requests counts, per connection ID, the requests this activity sent across its attempts;
-	// the items' PriorRequests are not included. IDs without requests are left out.
-	Requests map[string]int `json:"requests,omitempty"`
-	// Done are the connections this activity finished, as its result lists them.
-	Done []ac.ConnectionOutcome `json:"done,omitempty"`
-}
 
 // itemState is where one connection of a batch stands.
 type itemState int
@@ -56,6 +47,7 @@ func (it *batchItem) attempts() int { return it.prior + it.before + it.sent }
 type batch struct {
 	a              *Activities
 	ctx            context.Context
+	logger         log.Logger
 	agentID        string
 	since          time.Time
 	missingOK      bool
@@ -110,7 +102,7 @@ func (a *Activities) RemoveConnections(ctx context.Context, in RemoveConnections
 	start := time.Now()
 	if err := ac.ValidateID("agent_id", in.AgentID); err != nil {
 		logger.Warn("refused connection batch before any request", "error", err.Error())
-		return RemoveConnectionsResult{Done: []ac.ConnectionOutcome{}}, failure(err.Error(), ac.ErrInvalidRequest, false, 0, 0, 0)
+		return RemoveConnectionsResult{Done: []ac.ConnectionOutcome{}}, invalid(err)
 	}
 
 	var progress RemoveConnectionsProgress
@@ -123,7 +115,7 @@ func (a *Activities) RemoveConnections(ctx context.Context, in RemoveConnections
 		}
 	}
 
-	b := &batch{a: a, ctx: ctx, agentID: in.AgentID, since: in.Since, missingOK: in.MissingOK, earlierAttempt: info.Attempt > 1}
+	b := &batch{a: a, ctx: ctx, logger: callLogger(ctx), agentID: in.AgentID, since: in.Since, missingOK: in.MissingOK, earlierAttempt: info.Attempt > 1}
 	b.plan(in.Items, progress)
 
 	parallelism := min(max(in.Parallelism, 1), ac.MaxTeardownConcurrency, max(len(b.queue), 1))
@@ -225,16 +217,15 @@ func (b *batch) halted() bool {
 }
 
 func (b *batch) process(it *batchItem) {
-	logger := activity.GetLogger(b.ctx)
 	if coord := b.a.coord; coord != nil {
 		state, runID, running, err := coord.RemovalState(b.ctx, b.agentID, it.id, b.since)
-		logger.Debug("checked for a standalone removal", "agent_id", b.agentID, "connection_id", it.id,
+		b.logger.Debug("checked for a standalone removal", "agent_id", b.agentID, "connection_id", it.id,
 			"running", running, "state", state)
 		switch {
 		case err != nil && b.ctx.Err() != nil:
 			return // stays pending; the activity returns the context's error
 		case err != nil:
-			logger.Warn("could not check for a standalone removal; not sending",
+			b.logger.Warn("could not check for a standalone removal; not sending",
 				"agent_id", b.agentID, "connection_id", it.id, "error", err.Error())
 			b.finish(it, itemTransient, func() {
 				it.transient = TransientFailure{
@@ -258,46 +249,49 @@ func (b *batch) process(it *batchItem) {
 	b.mu.Lock()
 	prior := it.prior + it.before
 	b.mu.Unlock()
-	res := b.a.removeOne(b.ctx, removal{
-		agentID:        b.agentID,
-		connectionID:   it.id,
-		missingOK:      b.missingOK,
-		prior:          prior,
-		earlierAttempt: b.earlierAttempt || it.maybeSent,
-		quiet:          true,
-		detach:         true,
-		onSent: func(n int) {
+	res, err := b.a.cp.Delete(b.ctx, controlplane.DeleteRequest{
+		AgentID:       b.agentID,
+		ConnectionID:  it.id,
+		MissingOK:     b.missingOK,
+		PriorRequests: prior,
+		MaybeSent:     b.earlierAttempt || it.maybeSent,
+		OnSent: func(n int) {
 			b.mu.Lock()
 			it.sent = n
 			b.mu.Unlock()
 			b.heartbeat()
 		},
+		// A cancelled batch waits for the requests it sent, so their outcome is known.
+		Detach: true,
+		Logger: b.logger,
+		Quiet:  true,
 	})
+	var e *controlplane.Error
 	switch {
-	case res.ctxErr != nil:
-		return // stays pending; its requests are counted
-	case res.outcome != "":
+	case res.Outcome != "":
 		b.finish(it, itemDone, func() {
-			it.done = ac.ConnectionOutcome{ConnectionID: it.id, Outcome: res.outcome, Attempts: res.requests}
+			it.done = ac.ConnectionOutcome{ConnectionID: it.id, Outcome: res.Outcome, Attempts: res.Requests}
 		})
-	case res.retryable:
+	case !errors.As(err, &e):
+		return // the context ended: stays pending; its requests are counted
+	case e.Retryable:
 		b.finish(it, itemTransient, func() {
 			it.transient = TransientFailure{
-				ConnectionID: it.id, FailureType: res.errType, Message: outcomeMessage(res.message),
-				Attempts: res.requests, RetryAfter: ac.Duration(res.nextDelay),
+				ConnectionID: it.id, FailureType: e.Type, Message: outcomeMessage(e.Message),
+				Attempts: e.Requests, RetryAfter: ac.Duration(e.RetryAfter),
 			}
-			if res.errType == ac.ErrRateLimited {
+			if e.Type == ac.ErrRateLimited {
 				b.rateLimited = true
-				b.retryAfter = max(b.retryAfter, res.nextDelay)
+				b.retryAfter = max(b.retryAfter, e.RetryAfter)
 			}
 		})
 	default:
 		b.finish(it, itemDone, func() {
 			it.done = ac.ConnectionOutcome{
-				ConnectionID: it.id, Outcome: ac.OutcomeFailed, Attempts: res.requests,
-				FailureType: res.errType, Message: outcomeMessage(res.message),
+				ConnectionID: it.id, Outcome: ac.OutcomeFailed, Attempts: e.Requests,
+				FailureType: e.Type, Message: outcomeMessage(e.Message),
 			}
-			if res.errType == ac.ErrUnauthorized {
+			if e.Type == ac.ErrUnauthorized {
 				b.refused = true
 			}
 		})
@@ -393,7 +387,7 @@ func (b *batch) result() (RemoveConnectionsResult, batchCounts) {
 				t.Message = "not sent: the control plane refused the key (401/403) in this batch"
 			case b.rateLimited:
 				t.FailureType, t.RetryAfter = ac.ErrRateLimited, ac.Duration(b.retryAfter)
-				t.Message = fmt.Sprintf("not sent: the control plane answered 429 to this batch%s", delayNote(b.retryAfter))
+				t.Message = fmt.Sprintf("not sent: the control plane answered 429 to this batch%s", controlplane.DelayNote(b.retryAfter))
 			}
 			res.Transient = append(res.Transient, t)
 		}

@@ -702,7 +702,7 @@ func (c *fakeCoordinator) FinishedTeardownOutcome(context.Context, string, strin
 }
 
 func withCoordinator(c Coordinator) fixtureOption {
-	return func(cfg *Config) { cfg.Coordinator = c }
+	return func(cfg *fixtureConfig) { cfg.acts.Coordinator = c }
 }
 
 func TestRemoveConnections_Coordination(t *testing.T) {

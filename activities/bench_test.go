@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	ac "github.com/agentops/agentconnections"
+	"github.com/agentops/agentconnections/internal/controlplane"
 )
 
 // noContentServer answers 204 and counts the TCP connections it accepts; each benchmark reports
@@ -61,7 +62,11 @@ func bareDelete(ctx context.Context, c *http.Client, target string) error {
 // test activity environment against a local server answering 204.
 func BenchmarkRemoveConnection(b *testing.B) {
 	srv := noContentServer(b)
-	acts, err := New(Config{BaseURL: srv.URL, Credentials: StaticCredentials{APIKey: testKey}, RequestTimeout: 5 * time.Second})
+	cp, err := controlplane.New(controlplane.Config{BaseURL: srv.URL, Credentials: controlplane.StaticCredentials{APIKey: testKey}, RequestTimeout: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	acts, err := New(Config{ControlPlane: cp})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,7 +87,7 @@ func BenchmarkRemoveConnection(b *testing.B) {
 // BenchmarkBareHTTPDelete is the floor: a plain net/http DELETE to the same kind of server.
 func BenchmarkBareHTTPDelete(b *testing.B) {
 	srv := noContentServer(b)
-	c := &http.Client{Transport: newTransport(), Timeout: 5 * time.Second}
+	c := &http.Client{Transport: bareTransport(), Timeout: 5 * time.Second}
 	target := srv.URL + "/v2/auth/agents/agent-1/connections/conn-1"
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -100,7 +105,7 @@ func BenchmarkBareHTTPDelete(b *testing.B) {
 // classification, logging), not the harness.
 func BenchmarkBareHTTPDeleteActivity(b *testing.B) {
 	srv := noContentServer(b)
-	c := &http.Client{Transport: newTransport(), Timeout: 5 * time.Second}
+	c := &http.Client{Transport: bareTransport(), Timeout: 5 * time.Second}
 	target := srv.URL + "/v2/auth/agents/agent-1/connections/conn-1"
 	bare := func(ctx context.Context, _ RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 		return ac.RemoveConnectionResult{Outcome: ac.OutcomeRemoved, Attempts: 1}, bareDelete(ctx, c, target)
@@ -117,6 +122,12 @@ func BenchmarkBareHTTPDeleteActivity(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// bareTransport is a keep-alive transport like the control plane client's: for one request at a
+// time the two differ in nothing that shows.
+func bareTransport() *http.Transport {
+	return http.DefaultTransport.(*http.Transport).Clone()
 }
 
 // discardLogger keeps benchmark output clean.

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	ac "github.com/agentops/agentconnections"
+	"github.com/agentops/agentconnections/internal/controlplane"
 )
 
 // Coordinator lets a teardown (RemoveAgentConnectionsWorkflow) and a standalone removal
@@ -256,7 +257,7 @@ func (c TemporalCoordinator) redescribe(ctx context.Context, id string, desc *cl
 // Outcome. Errors are retryable, type Unavailable.
 func (a *Activities) CheckTeardownClaim(ctx context.Context, ref ConnectionRef) (ac.ConnectionClaim, error) {
 	if err := validateIDs(ref.AgentID, ref.ConnectionID); err != nil {
-		return ac.ConnectionClaim{}, failure(err.Error(), ac.ErrInvalidRequest, false, 0, 0, 0)
+		return ac.ConnectionClaim{}, invalid(err)
 	}
 	if a.coord == nil {
 		return ac.ConnectionClaim{}, nil
@@ -280,7 +281,7 @@ func (a *Activities) CheckTeardownClaim(ctx context.Context, ref ConnectionRef) 
 // Unavailable.
 func (a *Activities) AwaitTeardownOutcome(ctx context.Context, ref ConnectionRef) (ac.ConnectionClaim, error) {
 	if err := validateIDs(ref.AgentID, ref.ConnectionID); err != nil {
-		return ac.ConnectionClaim{}, failure(err.Error(), ac.ErrInvalidRequest, false, 0, 0, 0)
+		return ac.ConnectionClaim{}, invalid(err)
 	}
 	if a.coord == nil {
 		return ac.ConnectionClaim{}, nil
@@ -338,7 +339,7 @@ func (a *Activities) AwaitStandaloneRemoval(ctx context.Context, in ConnectionAw
 	ref := ConnectionRef{AgentID: in.AgentID, ConnectionID: in.ConnectionID}
 	out := ac.ConnectionOutcome{ConnectionID: ref.ConnectionID}
 	if err := validateIDs(ref.AgentID, ref.ConnectionID); err != nil {
-		return out, failure(err.Error(), ac.ErrInvalidRequest, false, 0, 0, 0)
+		return out, invalid(err)
 	}
 	if a.coord == nil {
 		return out, nil
@@ -403,7 +404,7 @@ func (a *Activities) standaloneOutcome(ctx context.Context, in ConnectionAwait, 
 	case errors.As(err, &appErr):
 		out.Outcome = ac.OutcomeFailed
 		out.FailureType = appErr.Type()
-		out.Message = outcomeMessage("standalone removal failed: " + a.redact(appErr.Message()))
+		out.Message = outcomeMessage("standalone removal failed: " + a.cp.Redact(appErr.Message()))
 		logger.Warn("standalone removal failed", append(fields, "failure_type", appErr.Type())...)
 	default:
 		return out, a.coordinationFailure(ctx, "wait for the standalone removal", ref, err)
@@ -416,14 +417,14 @@ func (a *Activities) standaloneOutcome(ctx context.Context, in ConnectionAwait, 
 // type Unavailable.
 func (a *Activities) LoadCarriedState(ctx context.Context, in CarriedStateInput) ([]byte, error) {
 	if a.coord == nil {
-		return nil, failure("no coordinator to read a carried teardown state with", ac.ErrUnavailable, true, 0, 0, 0)
+		return nil, unavailable("no coordinator to read a carried teardown state with")
 	}
 	b, err := a.coord.CarriedStatePage(ctx, in.WorkflowID, in.RunID, in.Page)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, failure(err.Error(), ac.ErrUnavailable, true, 0, 0, 0)
+		return nil, unavailable(err.Error())
 	}
 	return b, nil
 }
@@ -436,11 +437,19 @@ func (a *Activities) coordinationFailure(ctx context.Context, what string, ref C
 	}
 	activity.GetLogger(ctx).Warn("coordination failed: could not "+what,
 		"agent_id", ref.AgentID, "connection_id", ref.ConnectionID, "error", err.Error())
-	return failure(fmt.Sprintf("could not %s: %v", what, err), ac.ErrUnavailable, true, 0, 0, 0)
+	return unavailable(fmt.Sprintf("could not %s: %v", what, err))
 }
 
 // outcomeMessage bounds a per-connection message to ac.MaxOutcomeMessageBytes, so the result of a
 // large teardown stays small.
 func outcomeMessage(s string) string {
-	return clipTo(strings.ToValidUTF8(s, "\uFFFD"), ac.MaxOutcomeMessageBytes)
+	return controlplane.ClipTo(strings.ToValidUTF8(s, "\uFFFD"), ac.MaxOutcomeMessageBytes)
+}
+
+// validateIDs applies the contract's ID rules to both IDs: they name workflows here.
+func validateIDs(agentID, connectionID string) error {
+	if err := ac.ValidateID("agent_id", agentID); err != nil {
+		return err
+	}
+	return ac.ValidateID("connection_id", connectionID)
 }

@@ -124,6 +124,18 @@ type RemoveConnectionsResult struct {
 	Busy []string `json:"busy,omitempty"`
 }
 
+// RemoveConnectionsProgress is the heartbeat detail of RemoveConnections: what a retried attempt
+// needs to resume without sending a finished connection's DELETE again. It holds IDs, counts and
+// the finished outcomes (messages already clipped), never a credential. A workflow can read the
+// last one from a timed-out attempt with TimeoutError.LastHeartbeatDetails.
+type RemoveConnectionsProgress struct {
+	// Requests counts, per connection ID, the requests this activity sent across its attempts;
+	// the items' PriorRequests are not included. IDs without requests are left out.
+	Requests map[string]int `json:"requests,omitempty"`
+	// Done are the connections this activity finished, as its result lists them.
+	Done []ac.ConnectionOutcome `json:"done,omitempty"`
+}
+
 // ConnectionRef names one connection of one agent.
 type ConnectionRef struct {
 	AgentID      string `json:"agent_id"`

@@ -26,6 +26,7 @@ import (
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
 	"github.com/agentops/agentconnections/emulator"
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/internal/devserver"
 	"github.com/agentops/agentconnections/internal/proc"
 	"github.com/agentops/agentconnections/workflows"
@@ -287,11 +288,18 @@ func (h *harness) startInProcess(taskQueue, baseURL string) (*inProcess, error) 
 	if err != nil {
 		return nil, err
 	}
-	acts, err := activities.New(activities.Config{
+	cp, err := controlplane.New(controlplane.Config{
 		BaseURL:        baseURL,
-		Credentials:    activities.StaticCredentials{APIKey: apiKey},
+		Credentials:    controlplane.StaticCredentials{APIKey: apiKey},
 		RequestTimeout: 5 * time.Second,
-		Coordinator:    activities.TemporalCoordinator{Client: c},
+	})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	acts, err := activities.New(activities.Config{
+		ControlPlane: cp,
+		Coordinator:  activities.TemporalCoordinator{Client: c},
 	})
 	if err != nil {
 		c.Close()

@@ -24,6 +24,7 @@ import (
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/internal/devserver"
 	"github.com/agentops/agentconnections/workflows"
 )
@@ -234,11 +235,15 @@ func startWorker(t *testing.T, hostPort, taskQueue, apiURL string) {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(c.Close)
-	acts, err := activities.New(activities.Config{
+	cp, err := controlplane.New(controlplane.Config{
 		BaseURL:     apiURL,
-		Credentials: activities.StaticCredentials{APIKey: testAPIKey},
-		HTTPRetry:   activities.HTTPRetry{WaitMin: time.Millisecond, WaitMax: 10 * time.Millisecond},
+		Credentials: controlplane.StaticCredentials{APIKey: testAPIKey},
+		HTTPRetry:   controlplane.HTTPRetry{WaitMin: time.Millisecond, WaitMax: 10 * time.Millisecond},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := activities.New(activities.Config{ControlPlane: cp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	ac "github.com/agentops/agentconnections"
-	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/internal/logging"
 	"github.com/agentops/agentconnections/internal/telemetry"
 )
@@ -40,7 +39,7 @@ const (
 // Defaults of the worker's configuration.
 const (
 	defaultControlPlaneURL         = "https://api.host.langchain.com"
-	defaultRequestTimeout          = activities.DefaultRequestTimeout
+	defaultRequestTimeout          = controlplane.DefaultRequestTimeout
 	defaultHTTPAddress             = "127.0.0.1:9090"
 	defaultStopTimeout             = 30 * time.Second
 	defaultMaxConcurrentActivities = 100
@@ -57,12 +56,12 @@ type config struct {
 	TaskQueue string
 	// Credentials holds the API key (from the variable, or as first read from APIKeyFile), the
 	// tenant ID and the bearer token. Its String method prints none of them.
-	Credentials activities.Credentials
+	Credentials controlplane.Credentials
 	// APIKeyFile is the file the key is re-read from when it changes; empty when the key came
 	// from LANGSMITH_API_KEY or only a bearer token is set.
 	APIKeyFile string
 	// keyFileStamp is the file's state when Credentials.APIKey was read from it.
-	keyFileStamp fileStamp
+	keyFileStamp controlplane.FileStamp
 
 	ControlPlaneURL *url.URL
 	RequestTimeout  time.Duration
@@ -170,7 +169,7 @@ func loadControlPlane(get func(string) string, cfg *config) error {
 	if v := get(envControlPlaneURL); v != "" {
 		rawURL = v
 	}
-	u, err := activities.ParseBaseURL(rawURL)
+	u, err := controlplane.ParseBaseURL(rawURL)
 	if err != nil {
 		// ParseBaseURL never repeats user info, so a URL with a password in it stays out of the message.
 		return problem(envControlPlaneURL, "%v", err)
@@ -262,7 +261,7 @@ func loadCredentials(get func(string) string, cfg *config) error {
 	bearer := strings.TrimSpace(get(envBearerToken))
 
 	for _, c := range []struct{ name, value string }{{envAPIKey, key}, {envTenantID, tenant}, {envBearerToken, bearer}} {
-		if err := checkHeaderValue(c.value); err != nil {
+		if err := controlplane.CheckHeaderValue(c.value); err != nil {
 			return problem(c.name, "%v", err)
 		}
 	}
@@ -270,29 +269,15 @@ func loadCredentials(get func(string) string, cfg *config) error {
 	case key != "" && keyFile != "":
 		return problem(envAPIKeyFile, "both %s and %s are set; set only one", envAPIKey, envAPIKeyFile)
 	case keyFile != "":
-		stamp, err := statFile(keyFile)
+		k, stamp, err := controlplane.LoadKeyFile(keyFile)
 		if err != nil {
 			return problem(envAPIKeyFile, "%v", err)
 		}
-		if key, err = readKeyFile(keyFile); err != nil {
-			return problem(envAPIKeyFile, "%v", err)
-		}
-		cfg.APIKeyFile, cfg.keyFileStamp = keyFile, stamp
+		key, cfg.APIKeyFile, cfg.keyFileStamp = k, keyFile, stamp
 	case key == "" && bearer == "":
 		return problem(envAPIKey, "not set; set %s or %s (or %s)", envAPIKey, envAPIKeyFile, envBearerToken)
 	}
-	cfg.Credentials = activities.Credentials{APIKey: key, TenantID: tenant, BearerToken: bearer}
-	return nil
-}
-
-// checkHeaderValue refuses what cannot travel in an HTTP header or is surely a copy-paste
-// mistake. The error never repeats the value: it may be a credential.
-func checkHeaderValue(v string) error {
-	for _, r := range v {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("contains whitespace or a control character")
-		}
-	}
+	cfg.Credentials = controlplane.Credentials{APIKey: key, TenantID: tenant, BearerToken: bearer}
 	return nil
 }
 

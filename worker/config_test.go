@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/internal/environ"
-
-	"github.com/agentops/agentconnections/activities"
 )
 
 // Credential values used across the worker's tests. Every test that captures an error, stderr or
@@ -99,7 +98,7 @@ func TestLoadConfig_ValidValues(t *testing.T) {
 			if cfg.Credentials.APIKey != testFileKey || cfg.APIKeyFile != keyFile {
 				t.Errorf("got key file %q and a key of %d bytes, want %q and the file's trimmed key", cfg.APIKeyFile, len(cfg.Credentials.APIKey), keyFile)
 			}
-			if cfg.keyFileStamp.size == 0 {
+			if cfg.keyFileStamp == (controlplane.FileStamp{}) {
 				t.Error("got no file stamp, want the file's size and mtime")
 			}
 		}},
@@ -186,7 +185,7 @@ func TestLoadConfig_Malformed(t *testing.T) {
 	emptyFile := writeKeyFile(t, " \n\t\n")
 	missingFile := filepath.Join(t.TempDir(), "no-such-key")
 	spacedFile := writeKeyFile(t, "lsv2_sk_FILEKEY 9876543210")
-	bigFile := writeKeyFile(t, strings.Repeat("k", maxKeyFileBytes+1))
+	bigFile := writeKeyFile(t, strings.Repeat("k", controlplane.MaxKeyFileBytes+1))
 	xml := "xml"
 	withKey := func(env ...string) environ.Env { return append(environ.Env{"LANGSMITH_API_KEY=" + testAPIKey}, env...) }
 
@@ -286,6 +285,6 @@ func TestCredentials_StringHidesSecrets(t *testing.T) {
 	}
 	for _, verb := range []string{"%v", "%+v", "%#v"} {
 		assertNoSecret(t, "config printed with "+verb, fmt.Sprintf(verb, cfg))
-		assertNoSecret(t, "credential source printed with "+verb, fmt.Sprintf(verb, activities.StaticCredentials(cfg.Credentials)))
+		assertNoSecret(t, "credential source printed with "+verb, fmt.Sprintf(verb, controlplane.StaticCredentials(cfg.Credentials)))
 	}
 }

@@ -35,6 +35,7 @@ import (
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/internal/logging"
 	"github.com/agentops/agentconnections/internal/telemetry"
 	"github.com/agentops/agentconnections/workflows"
@@ -267,23 +268,21 @@ func dial(ctx context.Context, opts client.Options, logger log.Logger, tel *tele
 	return c, target, nil
 }
 
-// newActivities builds the activities with the configured credentials (static, or re-read from
-// LANGSMITH_API_KEY_FILE) and a coordinator on client c, so a teardown and a standalone removal
-// of the same connection stay out of each other's way. credMode names the credential kind for
-// the start-up log.
+// newActivities builds the control plane client with the configured credentials (static, or
+// re-read from LANGSMITH_API_KEY_FILE) and the activities on it, with a coordinator on client c,
+// so a teardown and a standalone removal of the same connection stay out of each other's way.
+// credMode names the credential kind for the start-up log.
 func newActivities(cfg config, ver string, logger log.Logger, tel *telemetry.Telemetry, c client.Client) (acts *activities.Activities, credMode string, err error) {
-	var creds activities.CredentialSource = activities.StaticCredentials(cfg.Credentials)
+	var creds controlplane.CredentialSource = controlplane.StaticCredentials(cfg.Credentials)
 	credMode = "api_key"
 	if cfg.APIKeyFile != "" {
-		rest := cfg.Credentials
-		rest.APIKey = ""
-		creds = newKeyFileSource(cfg.APIKeyFile, cfg.Credentials.APIKey, cfg.keyFileStamp, rest, log.With(logger, "component", "api-key-file"), nil)
+		creds = controlplane.NewKeyFileSource(cfg.APIKeyFile, cfg.Credentials.APIKey, cfg.keyFileStamp, cfg.Credentials, log.With(logger, "component", "api-key-file"))
 		credMode = "api_key_file"
 	} else if cfg.Credentials.APIKey == "" {
 		credMode = "bearer_token"
 	}
-	acts, err = activities.New(activities.Config{
-		Coordinator:       activities.TemporalCoordinator{Client: c},
+	requests, removals := metricsOf(tel)
+	cp, err := controlplane.New(controlplane.Config{
 		BaseURL:           cfg.ControlPlaneURL.String(),
 		Credentials:       creds,
 		RequestTimeout:    cfg.RequestTimeout,
@@ -291,8 +290,16 @@ func newActivities(cfg config, ver string, logger log.Logger, tel *telemetry.Tel
 		Burst:             cfg.RequestBurst,
 		UserAgent:         "agent-connections-worker/" + ver,
 		Logger:            log.With(logger, "component", "http"),
-		Metrics:           activityMetrics(tel),
+		Metrics:           requests,
 		TracerProvider:    tel.TracerProvider(),
+	})
+	if err != nil {
+		return nil, credMode, err
+	}
+	acts, err = activities.New(activities.Config{
+		ControlPlane: cp,
+		Metrics:      removals,
+		Coordinator:  activities.TemporalCoordinator{Client: c},
 	})
 	return acts, credMode, err
 }
@@ -367,12 +374,13 @@ func register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterActivity(acts)
 }
 
-// activityMetrics is the activities' Metrics: nil (none) when metrics are off.
-func activityMetrics(tel *telemetry.Telemetry) activities.Metrics {
+// metricsOf is the worker's metrics as the control plane client and the activities record
+// them: nil interfaces (none) when metrics are off.
+func metricsOf(tel *telemetry.Telemetry) (controlplane.Metrics, activities.Metrics) {
 	if m := tel.Metrics(); m != nil {
-		return m
+		return m, m
 	}
-	return nil
+	return nil, nil
 }
 
 // tracingMode describes where spans go, for the start-up log: the collector's host, never the

@@ -26,6 +26,7 @@ import (
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/internal/devserver"
 	"github.com/agentops/agentconnections/internal/proc"
 )
@@ -231,7 +232,11 @@ func TestRegister_UsesContractNames(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(api.Close)
-	acts, err := activities.New(activities.Config{BaseURL: api.URL, Credentials: activities.StaticCredentials{APIKey: testAPIKey}})
+	cp, err := controlplane.New(controlplane.Config{BaseURL: api.URL, Credentials: controlplane.StaticCredentials{APIKey: testAPIKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := activities.New(activities.Config{ControlPlane: cp})
 	if err != nil {
 		t.Fatal(err)
 	}

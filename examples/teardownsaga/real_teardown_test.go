@@ -19,6 +19,7 @@ import (
 	"github.com/agentops/agentconnections/activities"
 	"github.com/agentops/agentconnections/emulator"
 	"github.com/agentops/agentconnections/examples/teardownsaga"
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/workflows"
 )
 
@@ -47,7 +48,11 @@ func TestSaga_WithTheRealTeardown(t *testing.T) {
 			srv := httptest.NewServer(em)
 			t.Cleanup(srv.Close)
 			t.Cleanup(em.Close)
-			acts, err := activities.New(activities.Config{BaseURL: srv.URL, Credentials: activities.StaticCredentials{APIKey: "k"}})
+			cp, err := controlplane.New(controlplane.Config{BaseURL: srv.URL, Credentials: controlplane.StaticCredentials{APIKey: "k"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			acts, err := activities.New(activities.Config{ControlPlane: cp})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,7 +118,11 @@ func TestSaga_CancelledStopsTheRealTeardownThenCompensates(t *testing.T) {
 	srv := httptest.NewServer(em)
 	t.Cleanup(srv.Close)
 	t.Cleanup(em.Close)
-	acts, err := activities.New(activities.Config{BaseURL: srv.URL, Credentials: activities.StaticCredentials{APIKey: "k"}})
+	cp, err := controlplane.New(controlplane.Config{BaseURL: srv.URL, Credentials: controlplane.StaticCredentials{APIKey: "k"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := activities.New(activities.Config{ControlPlane: cp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"unicode"
 )
 
-// maxKeyFileBytes bounds a key file read: it holds one key, so anything bigger is a wrong path.
-const maxKeyFileBytes = 64 << 10
+// MaxKeyFileBytes bounds a key file: it holds one key, so anything bigger is a wrong path.
+const MaxKeyFileBytes = 64 << 10
 
 // keyFileCheckInterval is how often the key file is looked at. Credentials is called for every
 // request, so the check must stay cheap: one stat per interval, a read only when it changed.
@@ -53,12 +53,12 @@ func ReadKeyFile(path string) (string, error) {
 		return "", err
 	}
 	defer func() { _ = f.Close() }()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
+	b, err := io.ReadAll(io.LimitReader(f, MaxKeyFileBytes+1))
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	if len(b) > maxKeyFileBytes {
-		return "", fmt.Errorf("%s is larger than %d bytes; it should hold only the key", path, maxKeyFileBytes)
+	if len(b) > MaxKeyFileBytes {
+		return "", fmt.Errorf("%s is larger than %d bytes; it should hold only the key", path, MaxKeyFileBytes)
 	}
 	key := strings.TrimSpace(string(b))
 	if key == "" {

@@ -211,7 +211,7 @@ func TestLoadKeyFile(t *testing.T) {
 		{name: "trimmed", content: "\n  " + testFileKey + "\n", wantKey: testFileKey},
 		{name: "empty", content: " \n", wantErr: "is empty"},
 		{name: "two words", content: testFileKey + " " + testFileKey, wantErr: "contains whitespace or a control character"},
-		{name: "oversized", content: strings.Repeat("k", maxKeyFileBytes+1), wantErr: "is larger than"},
+		{name: "oversized", content: strings.Repeat("k", MaxKeyFileBytes+1), wantErr: "is larger than"},
 		{name: "missing", missing: true, wantErr: "no such file or directory"},
 	}
 	for _, tt := range tests {

@@ -44,8 +44,9 @@ var (
 	waitBuckets = []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
 )
 
-// Metrics records the activities' measurements (it satisfies activities.Metrics; the worker,
-// where the two meet, asserts that) with OpenTelemetry instruments. A nil *Metrics records
+// Metrics records the measurements of the control plane client and of the activities (it
+// satisfies controlplane.Metrics and activities.Metrics; the worker, where they meet, asserts
+// that) with OpenTelemetry instruments. A nil *Metrics records
 // nothing.
 type Metrics struct {
 	removals   metric.Int64Counter

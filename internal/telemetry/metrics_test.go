@@ -20,6 +20,7 @@ import (
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/controlplane"
 )
 
 const (
@@ -137,10 +138,10 @@ func TestMetrics_ScrapeShowsNamesLabelsAndCounts(t *testing.T) {
 	m.Removal(ac.OutcomeRemoved, "")
 	m.Removal(ac.OutcomeFailed, ac.ErrValidation)
 	m.Removal(activities.OutcomeTransient, ac.ErrServerError)
-	m.Request("DELETE", activities.RouteConnection, "2xx", 20*time.Millisecond)
-	m.Request("DELETE", activities.RouteConnection, "5xx", 30*time.Millisecond)
-	m.Request("DELETE", activities.RouteConnection, "2xx", 40*time.Millisecond)
-	m.Request("GET", activities.RouteConnections, activities.StatusClassNetworkError, time.Second)
+	m.Request("DELETE", controlplane.RouteConnection, "2xx", 20*time.Millisecond)
+	m.Request("DELETE", controlplane.RouteConnection, "5xx", 30*time.Millisecond)
+	m.Request("DELETE", controlplane.RouteConnection, "2xx", 40*time.Millisecond)
+	m.Request("GET", controlplane.RouteConnections, controlplane.StatusClassNetworkError, time.Second)
 	m.RetryAfter(429, 3*time.Second)
 	m.RetryAfter(503, time.Second)
 	m.PacerWait(0)
@@ -161,10 +162,10 @@ func TestMetrics_ScrapeShowsNamesLabelsAndCounts(t *testing.T) {
 		{"agent_connections_removals_total", map[string]string{"outcome": "removed", "failure_type": ""}, 2},
 		{"agent_connections_removals_total", map[string]string{"outcome": "failed", "failure_type": "ValidationError"}, 1},
 		{"agent_connections_removals_total", map[string]string{"outcome": "transient", "failure_type": "ServerError"}, 1},
-		{"agent_connections_http_requests_total", map[string]string{"method": "DELETE", "route": activities.RouteConnection, "status_class": "2xx"}, 2},
-		{"agent_connections_http_requests_total", map[string]string{"method": "DELETE", "route": activities.RouteConnection, "status_class": "5xx"}, 1},
-		{"agent_connections_http_requests_total", map[string]string{"method": "GET", "route": activities.RouteConnections, "status_class": "network_error"}, 1},
-		{"agent_connections_http_request_duration_seconds", map[string]string{"method": "DELETE", "route": activities.RouteConnection}, 3},
+		{"agent_connections_http_requests_total", map[string]string{"method": "DELETE", "route": controlplane.RouteConnection, "status_class": "2xx"}, 2},
+		{"agent_connections_http_requests_total", map[string]string{"method": "DELETE", "route": controlplane.RouteConnection, "status_class": "5xx"}, 1},
+		{"agent_connections_http_requests_total", map[string]string{"method": "GET", "route": controlplane.RouteConnections, "status_class": "network_error"}, 1},
+		{"agent_connections_http_request_duration_seconds", map[string]string{"method": "DELETE", "route": controlplane.RouteConnection}, 3},
 		{"agent_connections_retry_after_seconds", map[string]string{"status_code": "429"}, 1},
 		{"agent_connections_retry_after_seconds", map[string]string{"status_code": "503"}, 1},
 		{"agent_connections_rate_limit_wait_seconds", nil, 2},
@@ -266,11 +267,18 @@ func TestMetrics_NoCredentialOrIDInTheScrape(t *testing.T) {
 	t.Cleanup(api.Close)
 
 	tel := newMetricsTelemetry(t)
-	acts, err := activities.New(activities.Config{
+	cp, err := controlplane.New(controlplane.Config{
 		BaseURL:     api.URL,
-		Credentials: activities.StaticCredentials{APIKey: testKey, TenantID: testTenant, BearerToken: testBearer},
+		Credentials: controlplane.StaticCredentials{APIKey: testKey, TenantID: testTenant, BearerToken: testBearer},
 		Metrics:     tel.Metrics(),
-		HTTPRetry:   activities.HTTPRetry{Max: -1},
+		HTTPRetry:   controlplane.HTTPRetry{Max: -1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := activities.New(activities.Config{
+		ControlPlane: cp,
+		Metrics:      tel.Metrics(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,8 @@
 // Package telemetry sets up the worker's OpenTelemetry providers: metrics (the Temporal SDK's and
 // the worker's own, served for Prometheus from a registry of their own) and traces (exported over
-// OTLP when an endpoint is configured, otherwise not recorded). Its Metrics satisfy the
-// activities' Metrics interface with OpenTelemetry instruments, so the activities never import an
-// exporter, and this package never imports the activities.
+// OTLP when an endpoint is configured, otherwise not recorded). Its Metrics satisfy the Metrics
+// interfaces of the control plane client and of the activities with OpenTelemetry instruments, so
+// neither imports an exporter, and this package imports neither.
 package telemetry
 
 import (
@@ -245,8 +245,8 @@ func newResource(ctx context.Context, opts Options) (*resource.Resource, error) 
 // Metrics is the worker's own instruments, nil when metrics are off.
 func (t *Telemetry) Metrics() *Metrics { return t.metrics }
 
-// TracerProvider is the provider of every span: the SDK's interceptor and the activities' HTTP
-// spans. It records nothing when tracing is off.
+// TracerProvider is the provider of every span: the SDK's interceptor and the control plane
+// client's HTTP spans. It records nothing when tracing is off.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tracerProvider }
 
 // Tracing reports whether spans are recorded.
@@ -276,7 +276,7 @@ func (t *Telemetry) TemporalMetricsHandler() client.MetricsHandler {
 
 // TracingInterceptor is the Temporal SDK's OpenTelemetry interceptor on this provider: spans for
 // workflow and activity starts and runs, carried across Temporal in headers, and the parent of the
-// activities' HTTP spans.
+// control plane client's HTTP spans.
 func (t *Telemetry) TracingInterceptor() (interceptor.Interceptor, error) {
 	return temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{Tracer: t.tracerProvider.Tracer(sdkScope)})
 }

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/agentops/agentconnections/activities"
+	"github.com/agentops/agentconnections/internal/controlplane"
 )
 
 // tracedActivities runs the activities against handler with the SDK's tracing interceptor and
@@ -40,12 +41,16 @@ func tracedActivities(t *testing.T, handler http.HandlerFunc) (*testsuite.TestAc
 	if !tel.Tracing() {
 		t.Fatal("got tracing off with a span exporter, want it on")
 	}
-	acts, err := activities.New(activities.Config{
+	cp, err := controlplane.New(controlplane.Config{
 		BaseURL:        api.URL,
-		Credentials:    activities.StaticCredentials{APIKey: testKey, TenantID: testTenant, BearerToken: testBearer},
+		Credentials:    controlplane.StaticCredentials{APIKey: testKey, TenantID: testTenant, BearerToken: testBearer},
 		TracerProvider: tel.TracerProvider(),
-		HTTPRetry:      activities.HTTPRetry{WaitMin: 1, WaitMax: 1},
+		HTTPRetry:      controlplane.HTTPRetry{WaitMin: 1, WaitMax: 1},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := activities.New(activities.Config{ControlPlane: cp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +120,7 @@ func TestTracing_HTTPSpanIsAChildOfTheActivitySpan(t *testing.T) {
 	}
 	spans := exp.GetSpans()
 	activitySpans := spanNamed(spans, "RunActivity:RemoveConnection")
-	httpSpans := spanNamed(spans, "DELETE "+activities.RouteConnection)
+	httpSpans := spanNamed(spans, "DELETE "+controlplane.RouteConnection)
 	if len(activitySpans) != 1 || len(httpSpans) != 1 {
 		t.Fatalf("got %d activity and %d HTTP spans, want 1 and 1: %v", len(activitySpans), len(httpSpans), spanNames(spans))
 	}
@@ -128,13 +133,13 @@ func TestTracing_HTTPSpanIsAChildOfTheActivitySpan(t *testing.T) {
 	}
 	port := u.Port()
 	want := map[attribute.Key]string{
-		"http.request.method":       "DELETE",
-		"url.template":              activities.RouteConnection,
-		"http.response.status_code": "204",
-		"server.address":            u.Hostname(),
-		"server.port":               port,
-		activities.AttrAgentID:      "a1",
-		activities.AttrConnectionID: "c1",
+		"http.request.method":         "DELETE",
+		"url.template":                controlplane.RouteConnection,
+		"http.response.status_code":   "204",
+		"server.address":              u.Hostname(),
+		"server.port":                 port,
+		controlplane.AttrAgentID:      "a1",
+		controlplane.AttrConnectionID: "c1",
 	}
 	got := attrs(req)
 	for k, v := range want {
@@ -175,7 +180,7 @@ func TestTracing_OneSpanPerRequestWithRetriesAndFailures(t *testing.T) {
 		t.Fatal("got success, want the 422's ValidationError")
 	}
 	spans := exp.GetSpans()
-	httpSpans := spanNamed(spans, "DELETE "+activities.RouteConnection)
+	httpSpans := spanNamed(spans, "DELETE "+controlplane.RouteConnection)
 	if len(httpSpans) != 2 {
 		t.Fatalf("got %d HTTP spans, want one per request (2): %v", len(httpSpans), spanNames(spans))
 	}
@@ -200,19 +205,23 @@ func TestTracing_NetworkErrorSpanNamesOnlyTheKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acts, err := activities.New(activities.Config{
+	cp, err := controlplane.New(controlplane.Config{
 		BaseURL:        "http://127.0.0.1:1",
-		Credentials:    activities.StaticCredentials{APIKey: testKey},
+		Credentials:    controlplane.StaticCredentials{APIKey: testKey},
 		TracerProvider: tel.TracerProvider(),
-		HTTPRetry:      activities.HTTPRetry{Max: -1},
+		HTTPRetry:      controlplane.HTTPRetry{Max: -1},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := activities.New(activities.Config{ControlPlane: cp})
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := quietSuite().NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
 	_, _ = env.ExecuteActivity(acts.ListConnections, activities.ListConnectionsInput{AgentID: "a1"})
-	spans := spanNamed(exp.GetSpans(), "GET "+activities.RouteConnections)
+	spans := spanNamed(exp.GetSpans(), "GET "+controlplane.RouteConnections)
 	if len(spans) != 1 {
 		t.Fatalf("got %d list spans, want 1: %v", len(spans), spanNames(exp.GetSpans()))
 	}
@@ -223,7 +232,7 @@ func TestTracing_NetworkErrorSpanNamesOnlyTheKind(t *testing.T) {
 	if d := spans[0].Status.Description; d != "connection_refused" {
 		t.Errorf("status: got %q, want only the kind, not the error's text with the URL", d)
 	}
-	if _, ok := a[activities.AttrConnectionID]; ok {
+	if _, ok := a[controlplane.AttrConnectionID]; ok {
 		t.Error("got a connection ID on a list span, want only the agent ID")
 	}
 }

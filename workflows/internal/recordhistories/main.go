@@ -40,6 +40,7 @@ import (
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/activities"
 	"github.com/agentops/agentconnections/emulator"
+	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/internal/devserver"
 	"github.com/agentops/agentconnections/workflows"
 )
@@ -132,10 +133,16 @@ func run(ctx context.Context, outDir string, stderr, sdkLog io.Writer) error {
 // startWorker starts an in-process worker running the real workflows and activities against the
 // emulator at baseURL.
 func startWorker(c client.Client, baseURL, apiKey string) (worker.Worker, error) {
-	acts, err := activities.New(activities.Config{
+	cp, err := controlplane.New(controlplane.Config{
 		BaseURL:     baseURL,
-		Credentials: activities.StaticCredentials{APIKey: apiKey},
-		Coordinator: activities.TemporalCoordinator{Client: c},
+		Credentials: controlplane.StaticCredentials{APIKey: apiKey},
+	})
+	if err != nil {
+		return nil, err
+	}
+	acts, err := activities.New(activities.Config{
+		ControlPlane: cp,
+		Coordinator:  activities.TemporalCoordinator{Client: c},
 	})
 	if err != nil {
 		return nil, err
