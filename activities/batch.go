@@ -119,7 +119,7 @@ func (a *Activities) RemoveConnections(ctx context.Context, in RemoveConnections
 	b.plan(in.Items, progress)
 
 	parallelism := min(max(in.Parallelism, 1), ac.MaxTeardownConcurrency, max(len(b.queue), 1))
-	stop := keepHeartbeating(ctx, info.HeartbeatTimeout, b.heartbeat)
+	stop := keepHeartbeating(info.HeartbeatTimeout, b.heartbeat)
 	var wg sync.WaitGroup
 	for range parallelism {
 		wg.Go(b.work)
@@ -378,9 +378,13 @@ func (b *batch) result() (RemoveConnectionsResult, batchCounts) {
 		case itemBusy:
 			res.Busy = append(res.Busy, it.id)
 		case itemPending:
-			// Never started in this attempt (a request that left always ends in another state).
+			// No answer in this attempt: never started, or (rarely) stopped between an in-process
+			// retry's wait and its request. Only the first is "not sent".
 			t := TransientFailure{ConnectionID: it.id, FailureType: ac.ErrUnavailable, Attempts: it.attempts(),
-				Message: "not sent: the batch stopped before it", NotSent: true}
+				Message: "not sent: the batch stopped before it", NotSent: it.sent == 0}
+			if it.sent > 0 {
+				t.Message = "the batch stopped before an in-process retry; the earlier request got no final answer"
+			}
 			switch {
 			case b.refused:
 				t.FailureType = ac.ErrUnauthorized

@@ -39,8 +39,8 @@ type Coordinator interface {
 	// if so, its ac.ConnectionStatusQuery answer for connectionID.
 	TeardownClaim(ctx context.Context, agentID, connectionID string) (claim ac.ConnectionClaim, running bool, err error)
 	// FinishedTeardownOutcome reads the connection's outcome from the result of the agent's
-	// teardown once it has completed; nil when it has not completed or did not handle the
-	// connection. A removal that waited on a teardown uses it when the teardown ends between two
+	// teardown once it has completed, or ended Canceled with its result in the details; nil when
+	// it has not or did not handle the connection. A removal that waited on a teardown uses it when the teardown ends between two
 	// polls, so it takes that outcome instead of sending a second DELETE.
 	FinishedTeardownOutcome(ctx context.Context, agentID, connectionID string) (*ac.ConnectionOutcome, error)
 	// CarriedStatePage returns page `page` of the state teardown run runID of workflowID carried
@@ -103,13 +103,17 @@ func (c TemporalCoordinator) FinishedTeardownOutcome(ctx context.Context, agentI
 		}
 		return nil, fmt.Errorf("describe workflow %s: %w", id, err)
 	}
-	if desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+	if desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED && desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED {
 		return nil, nil
 	}
 	runID := desc.WorkflowExecution.RunID
 	var res ac.RemoveAgentConnectionsResult
 	if err := c.Client.GetWorkflow(ctx, id, runID).Get(ctx, &res); err != nil {
-		return nil, fmt.Errorf("read the result of workflow %s: %w", id, err)
+		// A teardown cancelled by Temporal carries its result in the canceled error's details.
+		var canceled *temporal.CanceledError
+		if !errors.As(err, &canceled) || !canceled.HasDetails() || canceled.Details(&res) != nil {
+			return nil, fmt.Errorf("read the result of workflow %s: %w", id, err)
+		}
 	}
 	if o := findOutcome(res.Connections, connectionID); o != nil || !res.ReportTruncated {
 		return o, nil

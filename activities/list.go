@@ -23,7 +23,7 @@ func (a *Activities) ListConnections(ctx context.Context, in ListConnectionsInpu
 			return result, invalid(err)
 		}
 	}
-	stop := keepHeartbeating(ctx, activity.GetInfo(ctx).HeartbeatTimeout, func() { activity.RecordHeartbeat(ctx) })
+	stop := keepHeartbeating(activity.GetInfo(ctx).HeartbeatTimeout, func() { activity.RecordHeartbeat(ctx) })
 	defer stop()
 
 	logger := callLogger(ctx)

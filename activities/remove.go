@@ -33,7 +33,7 @@ func (a *Activities) RemoveConnection(ctx context.Context, in RemoveConnectionIn
 		}
 	}
 	var sent atomic.Int64
-	stop := keepHeartbeating(ctx, info.HeartbeatTimeout, func() {
+	stop := keepHeartbeating(info.HeartbeatTimeout, func() {
 		activity.RecordHeartbeat(ctx, removeProgress{Requests: prior.Requests + int(sent.Load())})
 	})
 	defer stop()
@@ -56,11 +56,12 @@ func (a *Activities) RemoveConnection(ctx context.Context, in RemoveConnectionIn
 	return result, applicationError(err)
 }
 
-// keepHeartbeating calls beat (which records a heartbeat with the current progress) while a
-// request is in flight, so a slow or hanging request does not trip the heartbeat timeout and a
-// dead worker is noticed within it. The SDK throttles heartbeats, so ticking at a third of the
-// timeout costs little.
-func keepHeartbeating(ctx context.Context, timeout time.Duration, beat func()) (stop func()) {
+// keepHeartbeating calls beat (which records a heartbeat with the current progress) until stop
+// is called, so a slow or hanging request does not trip the heartbeat timeout and a dead worker
+// is noticed within it. It goes on after the activity context ends: a cancelled batch's requests
+// in flight still finish, and the attempt must stay alive for them. The SDK throttles
+// heartbeats, so ticking at a third of the timeout costs little.
+func keepHeartbeating(timeout time.Duration, beat func()) (stop func()) {
 	if timeout <= 0 {
 		return func() {}
 	}
@@ -72,8 +73,6 @@ func keepHeartbeating(ctx context.Context, timeout time.Duration, beat func()) (
 		for {
 			select {
 			case <-done:
-				return
-			case <-ctx.Done():
 				return
 			case <-ticker.C:
 				beat()

@@ -48,12 +48,21 @@ func fakeTeardownWorkflow(ctx workflow.Context, claims map[string]ac.ConnectionC
 	}); err != nil {
 		return ac.RemoveAgentConnectionsResult{}, err
 	}
-	workflow.GetSignalChannel(ctx, finishSignal).Receive(ctx, nil)
+	// It ends when signalled, or Canceled with its result in the details, as the real one does.
+	cancelled := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(workflow.GetSignalChannel(ctx, finishSignal), func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { cancelled = true })
+	sel.Select(ctx)
 	var res ac.RemoveAgentConnectionsResult
 	for _, id := range []string{"c1", "c2", "c3"} {
 		if o := claims[id].Outcome; o != nil {
 			res.Connections = append(res.Connections, *o)
 		}
+	}
+	if cancelled {
+		res.Cancelled = true
+		return res, temporal.NewCanceledError(res)
 	}
 	return res, nil
 }
@@ -186,6 +195,19 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 		}
 		if o, err := coord.FinishedTeardownOutcome(ctx, "agent-none", "c1"); err != nil || o != nil {
 			t.Errorf("got (%+v, %v) for no teardown, want (nil, nil)", o, err)
+		}
+
+		// A teardown cancelled by Temporal ends Canceled; its result is in the error's details.
+		run = start(t, ac.RemoveAgentConnectionsWorkflowID("agent-tdc"), ac.RemoveAgentConnectionsWorkflowType,
+			map[string]ac.ConnectionClaim{"c2": {Outcome: removed}})
+		if err := c.CancelWorkflow(ctx, run.GetID(), ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := run.Get(ctx, nil); err == nil {
+			t.Fatal("got the cancelled teardown completed, want it Canceled")
+		}
+		if o, err := coord.FinishedTeardownOutcome(ctx, "agent-tdc", "c2"); err != nil || o == nil || *o != *removed {
+			t.Errorf("got (%+v, %v) from the cancelled teardown's details, want %+v", o, err, removed)
 		}
 	})
 

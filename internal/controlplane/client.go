@@ -228,6 +228,7 @@ func (c *Client) send(ctx context.Context, tracker *requestTracker, method, targ
 		if err := ctx.Err(); err != nil {
 			return nil, err // ended while it waited: nothing was sent
 		}
+		info.stop = ctx
 		req = req.WithContext(context.WithoutCancel(reqCtx))
 	}
 	return c.http.Do(req)

@@ -214,6 +214,25 @@ func TestDelete_ContextEnd(t *testing.T) {
 	}
 }
 
+// A detached request whose call ends while it is in flight keeps its answer, but nothing more
+// goes out: a 503 that would be retried in process ends the call instead.
+func TestDelete_DetachedCallRetriesNothingAfterItsContextEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFixture(t, func(w http.ResponseWriter, _ *http.Request) {
+		cancel()
+		w.WriteHeader(http.StatusServiceUnavailable) // no Retry-After: retried in process otherwise
+	})
+	res, err := f.client.Delete(ctx, DeleteRequest{AgentID: "agent-1", ConnectionID: "conn-1", Detach: true, Logger: f.logs})
+	if n := f.requests.Load(); n != 1 || res.Requests != 1 {
+		t.Errorf("got %d requests at the server (%d counted), want 1: no retry after the call ended", n, res.Requests)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Type != ac.ErrServerError || e.Status != http.StatusServiceUnavailable {
+		t.Errorf("got %v, want the 503 it got as a ServerError", err)
+	}
+}
+
 func TestDelete_EndedContextSendsNothingDetached(t *testing.T) {
 	f := newFixture(t, status(204, ""))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -59,7 +59,7 @@ func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 		CheckRetry:   checkRetry,
 		Backoff:      retryablehttp.DefaultBackoff,
 		// An in-process retry waits its turn like any request (send waits for the first one).
-		PrepareRetry: func(req *http.Request) error { return timedWait(req.Context(), p, metrics) },
+		PrepareRetry: func(req *http.Request) error { return timedWait(callContext(req.Context()), p, metrics) },
 		// Keep the last response so the call can classify it.
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 		// Called before every request, the first included: count it (and heartbeat the count)
@@ -112,6 +112,11 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return false, ctxErr
 	}
+	if callContext(ctx).Err() != nil {
+		// A detached request's call ended (a cancelled batch, a stopping worker): the answer
+		// that came is its outcome; nothing more is sent.
+		return false, nil
+	}
 	if err != nil {
 		return isQuickNetworkError(err), nil
 	}
@@ -120,6 +125,15 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 		return resp.Header.Get("Retry-After") == "", nil
 	}
 	return false, nil
+}
+
+// callContext is the context that ends the call a request belongs to: the request's own, or,
+// for a detached request, the call's context it was detached from.
+func callContext(reqCtx context.Context) context.Context {
+	if info, ok := reqCtx.Value(requestInfoKey{}).(*requestInfo); ok && info.stop != nil {
+		return info.stop
+	}
+	return reqCtx
 }
 
 // isQuickNetworkError reports a failure that happened fast and can be retried at once.

@@ -74,6 +74,9 @@ type requestInfo struct {
 	// detach lets a request that has left finish when the call's context ends (see
 	// DeleteRequest.Detach); the pacer wait before it still ends with the context.
 	detach bool
+	// stop is the call's own context when detach is set: the request in flight runs on without
+	// it, but once it is done no in-process retry starts and no pacer wait goes on.
+	stop context.Context
 	// sent counts the requests of this send that reached the transport, to tell retries apart.
 	sent atomic.Int64
 }
