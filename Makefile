@@ -56,11 +56,14 @@ bench: bin/temporal
 	go test -run XXX -bench . -benchmem -benchtime 2000x ./activities/
 	go run ./bench --out docs/benchmarks.md
 
-# The fault suite (faults/, real processes) and bounded fuzzing of the parsers; results in
+# The fault suite (faults/, real processes), the teardown simulation over 3000 more seeds than
+# make test runs (workflows/sim_test.go), and bounded fuzzing of the parsers; results in
 # docs/reliability.md.
 FUZZTIME ?= 30s
+SIMSEEDS ?= 3000
 faults: bin/temporal
 	go test -tags faults -count=1 -timeout 60m -v ./faults/
+	go test -race -count=1 -timeout 30m -v -run 'TestSimulation$$' ./workflows/ -sim.first=201 -sim.seeds=$(SIMSEEDS)
 	go test -run XXX -fuzz FuzzValidateID -fuzztime $(FUZZTIME) .
 	go test -run XXX -fuzz FuzzDescribeErrorBody -fuzztime $(FUZZTIME) ./internal/controlplane/
 	go test -run XXX -fuzz FuzzParseRetryAfter -fuzztime $(FUZZTIME) ./internal/controlplane/
