@@ -434,8 +434,9 @@ func (t *teardown) startBatch() {
 	})
 }
 
-// Markers in LastFailure besides failure types: a connection whose batch failed as a whole after
-// it may have sent a request; one a standalone removal was removing when the teardown stopped.
+// Markers in LastFailure besides failure types: a connection that may have been sent a request
+// nobody counted (its batch failed as a whole, or the standalone removal it waited for ended
+// without a result); one a standalone removal was removing when the teardown stopped.
 const (
 	batchLost          = "batch_lost"
 	standaloneRemoving = "standalone_removing"
@@ -600,7 +601,9 @@ func (t *teardown) awaitFinished(e awaitDone) {
 		errType, msg := failureOf(e.err)
 		t.retryLater(e.id, errType, msg, t.st.Attempts[e.id], 0)
 	case e.outcome.Outcome == "":
-		// The standalone removal is gone without an outcome: remove the connection ourselves.
+		// The standalone removal is gone without an outcome: remove the connection ourselves. Its
+		// own DELETE may have removed it, so a 404 now reads as already absent.
+		t.st.LastFailure[e.id] = batchLost
 		t.queue = append(t.queue, e.id)
 	default:
 		e.outcome.ConnectionID = e.id

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -22,7 +23,9 @@ import (
 // A 200 whose body cannot be trusted (not JSON, no "data" list, an entry without a string "id",
 // an id that ValidateID refuses, more than MaxTeardownConnections IDs, or a body over
 // DefaultListBodyLimit) is an *Error of type UnexpectedStatus, not retryable: retrying would get
-// the same body, and removing from a list we cannot read is worse than stopping.
+// the same body, and removing from a list we cannot read is worse than stopping. A body cut off
+// by the network (the connection reset or closed mid-body) is Unavailable and retryable: the
+// next try reads a whole one.
 func (c *Client) List(ctx context.Context, agentID string, logger Logger) ([]string, error) {
 	logger = loggerOrNop(logger)
 	if err := ac.ValidateID("agent_id", agentID); err != nil {
@@ -46,11 +49,15 @@ func (c *Client) List(ctx context.Context, agentID string, logger Logger) ([]str
 		ids, err := c.readConnectionList(resp)
 		fields = append(fields, "latency_ms", time.Since(start).Milliseconds())
 		if err != nil {
-			logger.Warn("connection list unreadable", append(fields, "failure_type", ac.ErrUnexpectedStatus)...)
-			return nil, &Error{
+			e := &Error{
 				Status: resp.StatusCode, Type: ac.ErrUnexpectedStatus, Requests: requests,
 				Message: c.Redact(fmt.Sprintf("control plane answered 200 after %d request(s), but the list response body %v", requests, err)),
 			}
+			if errors.Is(err, errBodyCutOff) {
+				e.Type, e.Retryable = ac.ErrUnavailable, true
+			}
+			logger.Warn("connection list unreadable", append(fields, "failure_type", e.Type, "retryable", e.Retryable)...)
+			return nil, e
 		}
 		logger.Info("connections listed", append(fields, "connections", len(ids))...)
 		return ids, nil
@@ -79,6 +86,9 @@ type listEntry struct {
 	ID *string `json:"id"`
 }
 
+// errBodyCutOff marks a list body the network cut off before its end.
+var errBodyCutOff = errors.New("connection closed mid-body")
+
 // readConnectionList reads a List Connections body, bounded, into its distinct connection IDs.
 // The error completes the sentence "the list response body ...".
 func (c *Client) readConnectionList(resp *http.Response) ([]string, error) {
@@ -86,7 +96,7 @@ func (c *Client) readConnectionList(resp *http.Response) ([]string, error) {
 	body, truncated, err := c.readRedacted(resp.Body, limit)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("was cut off: %w", err)
+		return nil, fmt.Errorf("was cut off (%w): %w", errBodyCutOff, err)
 	case truncated:
 		return nil, fmt.Errorf("is over the %d-byte limit", limit)
 	}

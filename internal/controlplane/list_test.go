@@ -1,6 +1,8 @@
 package controlplane
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -263,5 +265,23 @@ func TestList_CredentialsNeverLogged(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A list body the network cuts off mid-way is a transient failure: retried, never read as a list.
+func TestList_BodyCutOffIsRetryable(t *testing.T) {
+	f := newFixture(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"data":[{"id":"c1"},`))
+		// The handler returns with fewer bytes than announced: the server closes the connection.
+	})
+	_, err := f.client.List(context.Background(), "agent-1", f.logs)
+	var e *Error
+	if !errors.As(err, &e) || e.Type != ac.ErrUnavailable || !e.Retryable {
+		t.Fatalf("got %v, want a retryable %s", err, ac.ErrUnavailable)
+	}
+	if !strings.Contains(e.Message, "cut off") {
+		t.Errorf("got message %q, want it to say the body was cut off", e.Message)
 	}
 }
