@@ -211,38 +211,48 @@ func (b *batch) mayStart() bool {
 	return !b.halted()
 }
 
+// leftToStandalone asks the coordinator whether a standalone removal of the connection is
+// running, and records what that means for the connection; true when this batch must not send
+// it anything now (deferred, busy, the check failed, or the context ended).
+func (b *batch) leftToStandalone(it *batchItem) bool {
+	coord := b.a.coord
+	if coord == nil {
+		return false
+	}
+	state, runID, running, err := coord.RemovalState(b.ctx, b.agentID, it.id, b.since)
+	b.logger.Debug("checked for a standalone removal", "agent_id", b.agentID, "connection_id", it.id,
+		"running", running, "state", state)
+	switch {
+	case err != nil && b.ctx.Err() != nil:
+		// stays pending; the batch ends with the context
+	case err != nil:
+		b.logger.Warn("could not check for a standalone removal; not sending",
+			"agent_id", b.agentID, "connection_id", it.id, "error", err.Error())
+		b.finish(it, itemTransient, func() {
+			it.transient = TransientFailure{
+				ConnectionID: it.id, FailureType: ac.ErrUnavailable, Attempts: it.attempts(),
+				Message: outcomeMessage("could not check for a standalone removal of this connection: " + err.Error()),
+			}
+		})
+	case running && state == ac.RemovalRemoving:
+		b.finish(it, itemDeferred, func() { it.runID = runID })
+	case running && state != ac.RemovalWaitingForTeardown:
+		b.finish(it, itemBusy, nil)
+	default:
+		return false
+	}
+	return true
+}
+
 // halted is true once nothing more may start. Call it with b.mu held.
 func (b *batch) halted() bool {
 	return b.rateLimited || b.refused || b.ctx.Err() != nil
 }
 
+// process removes one connection: unless a standalone removal has it, one DELETE (with the
+// in-process retries), its answer recorded.
 func (b *batch) process(it *batchItem) {
-	if coord := b.a.coord; coord != nil {
-		state, runID, running, err := coord.RemovalState(b.ctx, b.agentID, it.id, b.since)
-		b.logger.Debug("checked for a standalone removal", "agent_id", b.agentID, "connection_id", it.id,
-			"running", running, "state", state)
-		switch {
-		case err != nil && b.ctx.Err() != nil:
-			return // stays pending; the activity returns the context's error
-		case err != nil:
-			b.logger.Warn("could not check for a standalone removal; not sending",
-				"agent_id", b.agentID, "connection_id", it.id, "error", err.Error())
-			b.finish(it, itemTransient, func() {
-				it.transient = TransientFailure{
-					ConnectionID: it.id, FailureType: ac.ErrUnavailable, Attempts: it.attempts(),
-					Message: outcomeMessage("could not check for a standalone removal of this connection: " + err.Error()),
-				}
-			})
-			return
-		case running && state == ac.RemovalRemoving:
-			b.finish(it, itemDeferred, func() { it.runID = runID })
-			return
-		case running && state != ac.RemovalWaitingForTeardown:
-			b.finish(it, itemBusy, nil)
-			return
-		}
-	}
-	if !b.mayStart() {
+	if b.leftToStandalone(it) || !b.mayStart() {
 		return // stays pending: Transient after a 429, or the context's error
 	}
 
