@@ -6,7 +6,8 @@ import (
 	"io"
 	"net/http"
 	"sort"
-	"time"
+
+	ac "github.com/agentops/agentconnections"
 )
 
 // controlMux serves the control API described in the package comment, one handler per route.
@@ -68,35 +69,22 @@ func (s *Server) controlErrorRate(w http.ResponseWriter, r *http.Request) {
 		Status int      `json:"status"`
 		Rate   *float64 `json:"rate"`
 	}
-	if !readControl(w, r, &req, false) {
-		return
-	}
-	if req.Rate == nil {
-		controlError(w, fmt.Errorf("rate is required"))
-		return
-	}
-	if err := validateErrorRate(req.Status, *req.Rate); err != nil {
-		controlError(w, err)
-		return
-	}
-	s.SetErrorRate(req.Status, *req.Rate)
-	w.WriteHeader(http.StatusNoContent)
+	controlSet(w, r, &req, &req.Rate, func(rate *float64) error {
+		if rate == nil {
+			return fmt.Errorf("rate is required")
+		}
+		return validateErrorRate(req.Status, *rate)
+	}, func(rate float64) { s.SetErrorRate(req.Status, rate) })
 }
 
 // controlLatency answers POST /_emulator/latency: it sets the delay added to every API request.
 func (s *Server) controlLatency(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Latency *jsonDuration `json:"latency"`
+		Latency *ac.Duration `json:"latency"`
 	}
-	if !readControl(w, r, &req, false) {
-		return
-	}
-	if req.Latency == nil || *req.Latency < 0 {
-		controlError(w, fmt.Errorf("latency must be a duration of zero or more, such as \"20ms\""))
-		return
-	}
-	s.SetLatency(time.Duration(*req.Latency))
-	w.WriteHeader(http.StatusNoContent)
+	controlSet(w, r, &req, &req.Latency,
+		zeroOrMore[ac.Duration](fmt.Errorf("latency must be a duration of zero or more, such as \"20ms\"")),
+		func(d ac.Duration) { s.SetLatency(d.D()) })
 }
 
 // controlRateLimit answers POST /_emulator/rate-limit: it sets the requests allowed per minute.
@@ -104,15 +92,33 @@ func (s *Server) controlRateLimit(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		PerMinute *int `json:"per_minute"`
 	}
-	if !readControl(w, r, &req, false) {
+	controlSet(w, r, &req, &req.PerMinute, zeroOrMore[int](fmt.Errorf("per_minute must be zero or more")), s.SetRateLimit)
+}
+
+// controlSet answers a POST that sets one value: it decodes the body into req, a pointer to a
+// struct whose required field is *field, and answers 400 when that fails or check refuses the
+// field (nil when missing); otherwise it applies the field's value and answers 204.
+func controlSet[V any](w http.ResponseWriter, r *http.Request, req any, field **V, check func(*V) error, apply func(V)) {
+	if !readControl(w, r, req, false) {
 		return
 	}
-	if req.PerMinute == nil || *req.PerMinute < 0 {
-		controlError(w, fmt.Errorf("per_minute must be zero or more"))
+	if err := check(*field); err != nil {
+		controlError(w, err)
 		return
 	}
-	s.SetRateLimit(*req.PerMinute)
+	apply(**field)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// zeroOrMore is controlSet's check for a value that must be given and not negative: it refuses
+// any other with err.
+func zeroOrMore[V ~int | ~int64](err error) func(*V) error {
+	return func(v *V) error {
+		if v == nil || *v < 0 {
+			return err
+		}
+		return nil
+	}
 }
 
 // controlReset answers POST /_emulator/reset: it drops the faults, error rates, latency and rate

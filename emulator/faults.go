@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	ac "github.com/agentops/agentconnections"
 )
 
 // Body kinds for Fault.Body.
@@ -127,7 +129,7 @@ type faultJSON struct {
 	RetryAfterDate bool            `json:"retry_after_date,omitempty"`
 	Detail         string          `json:"detail,omitempty"`
 	Body           string          `json:"body,omitempty"`
-	Delay          *jsonDuration   `json:"delay,omitempty"`
+	Delay          *ac.Duration    `json:"delay,omitempty"`
 	Hang           bool            `json:"hang,omitempty"`
 }
 
@@ -142,7 +144,7 @@ func (f Fault) MarshalJSON() ([]byte, error) {
 		j.RetryAfter = marshal(f.RetryAfter)
 	}
 	if f.Delay != 0 {
-		d := jsonDuration(f.Delay)
+		d := ac.Duration(f.Delay)
 		j.Delay = &d
 	}
 	return json.Marshal(j)
@@ -173,33 +175,8 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 		}
 	}
 	if j.Delay != nil {
-		f.Delay = time.Duration(*j.Delay)
+		f.Delay = j.Delay.D()
 	}
-	return nil
-}
-
-// jsonDuration reads a Go duration string ("20ms") or a number of seconds, and writes a string.
-type jsonDuration time.Duration
-
-func (d jsonDuration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-func (d *jsonDuration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(strings.TrimSpace(s))
-		if err != nil {
-			return fmt.Errorf("duration %q: want a Go duration such as \"20ms\"", s)
-		}
-		*d = jsonDuration(v)
-		return nil
-	}
-	var secs float64
-	if err := json.Unmarshal(b, &secs); err != nil {
-		return fmt.Errorf("duration: want a string such as \"20ms\" or a number of seconds")
-	}
-	*d = jsonDuration(secs * float64(time.Second))
 	return nil
 }
 
