@@ -238,25 +238,40 @@ func (h *harness) e2eRun(cp *controlPlane, v e2eVariant, n, conc, workerPID int)
 	return s, nil
 }
 
+// startBothWorkers starts an emulated control plane with o, and against it the in-process worker
+// on tq+"-inproc" and the worker binary on tq+"-binary". stop stops them all, the binary first.
+func (h *harness) startBothWorkers(o emulator.Options, tq string) (cp *controlPlane, wp *workerProc, stop func(), err error) {
+	cp = newControlPlane(o)
+	ip, err := h.startInProcess(tq+"-inproc", cp.srv.URL)
+	if err != nil {
+		cp.close()
+		return nil, nil, nil, err
+	}
+	wp, err = h.startWorker(tq+"-binary", cp.srv.URL)
+	if err != nil {
+		ip.stop()
+		cp.close()
+		return nil, nil, nil, err
+	}
+	return cp, wp, func() {
+		wp.p.Stop(10 * time.Second)
+		ip.stop()
+		cp.close()
+	}, nil
+}
+
 func (h *harness) endToEnd() ([]e2eRow, error) {
 	rounds := 2
 	if h.opts.quick {
 		rounds = 1
 	}
 	h.logf("1. end-to-end removals (levels %v, %d each in %d interleaved rounds)", h.sz.e2eLevels, h.sz.e2eN, rounds)
-	cp := newControlPlane(emulator.Options{})
-	defer cp.close()
 	tq := h.name("bench-e2e")
-	ip, err := h.startInProcess(tq+"-inproc", cp.srv.URL)
+	cp, wp, stop, err := h.startBothWorkers(emulator.Options{}, tq)
 	if err != nil {
 		return nil, err
 	}
-	defer ip.stop()
-	wp, err := h.startWorker(tq+"-binary", cp.srv.URL)
-	if err != nil {
-		return nil, err
-	}
-	defer wp.p.Stop(10 * time.Second)
+	defer stop()
 	variants := []e2eVariant{
 		{key: "noop", taskQueue: tq + "-inproc", workflowType: noopWorkflowName},
 		{key: "inproc", taskQueue: tq + "-inproc", workflowType: ac.RemoveConnectionWorkflowType, real: true},
@@ -343,19 +358,12 @@ func (h *harness) teardownOnce(cp *controlPlane, taskQueue string, naive bool, a
 
 func (h *harness) teardowns() ([]teardownRow, error) {
 	h.logf("2a. teardown of %d connections at %s a request (levels %v)", h.sz.tdN, h.sz.tdLatency, h.sz.tdLevels)
-	cp := newControlPlane(emulator.Options{Latency: h.sz.tdLatency})
-	defer cp.close()
 	tq := h.name("bench-teardown")
-	ip, err := h.startInProcess(tq+"-inproc", cp.srv.URL)
+	cp, _, stop, err := h.startBothWorkers(emulator.Options{Latency: h.sz.tdLatency}, tq)
 	if err != nil {
 		return nil, err
 	}
-	defer ip.stop()
-	wp, err := h.startWorker(tq+"-binary", cp.srv.URL)
-	if err != nil {
-		return nil, err
-	}
-	defer wp.p.Stop(10 * time.Second)
+	defer stop()
 	ids := connectionIDs(h.sz.tdN)
 	// Warm both workers up (workflow caches, connections) on a small teardown each.
 	for _, q := range []string{tq + "-inproc", tq + "-binary"} {
