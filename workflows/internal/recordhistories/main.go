@@ -447,11 +447,7 @@ func (r *recorder) teardownListed(ctx context.Context) error {
 	r.em.Seed(agent, ids...)
 	r.em.MarkInvalid(ids[7])
 	r.em.InjectNext(emulator.Fault{Status: 503, RetryAfter: "1", Count: 3, Method: "DELETE", AgentID: agent})
-	run, err := r.startTeardown(ctx, ac.RemoveAgentConnectionsInput{AgentID: agent})
-	if err != nil {
-		return err
-	}
-	res, hist, err := r.teardownResult(ctx, "teardown_listed.json", run)
+	res, hist, err := r.runTeardown(ctx, "teardown_listed.json", ac.RemoveAgentConnectionsInput{AgentID: agent})
 	if err != nil {
 		return err
 	}
@@ -468,15 +464,11 @@ func (r *recorder) teardownListed(ctx context.Context) error {
 func (r *recorder) teardownGivenIDs(ctx context.Context) error {
 	const agent = "agent-given"
 	r.em.Seed(agent, connectionIDs("given-", 6)...)
-	run, err := r.startTeardown(ctx, ac.RemoveAgentConnectionsInput{
+	res, _, err := r.runTeardown(ctx, "teardown_given_ids.json", ac.RemoveAgentConnectionsInput{
 		AgentID:       agent,
 		ConnectionIDs: []string{"given-0000", "given-0001", "given-0002", "given-0000", "given-gone"},
 		Concurrency:   2,
 	})
-	if err != nil {
-		return err
-	}
-	res, _, err := r.teardownResult(ctx, "teardown_given_ids.json", run)
 	if err != nil {
 		return err
 	}
@@ -486,16 +478,34 @@ func (r *recorder) teardownGivenIDs(ctx context.Context) error {
 	return nil
 }
 
-// teardownCancelled cancels a slow teardown through its update once some connections are done.
-func (r *recorder) teardownCancelled(ctx context.Context) error {
-	const agent = "agent-cancel"
-	r.em.Seed(agent, connectionIDs("cancel-", 40)...)
+// startSlowTeardown seeds agent with 40 connections named from prefix, slows every request to
+// 100ms, starts a teardown one connection at a time, and returns its run once 5 are done.
+func (r *recorder) startSlowTeardown(ctx context.Context, agent, prefix string) (client.WorkflowRun, error) {
+	r.em.Seed(agent, connectionIDs(prefix, 40)...)
 	r.em.SetLatency(100 * time.Millisecond)
 	run, err := r.startTeardown(ctx, ac.RemoveAgentConnectionsInput{AgentID: agent, Concurrency: 1})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := r.waitProgress(ctx, run.GetID(), func(p ac.TeardownProgress) bool { return p.Done >= 5 }); err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+// checkCancelled says how res is not the result of a slow teardown cancelled midway: cancelled,
+// some removed, some skipped, all 40 counted.
+func checkCancelled(res ac.RemoveAgentConnectionsResult) error {
+	if !res.Cancelled || res.Skipped == 0 || res.Removed == 0 || res.Total != 40 {
+		return fmt.Errorf("got cancelled %t skipped %d removed %d total %d, want true, some, some, 40", res.Cancelled, res.Skipped, res.Removed, res.Total)
+	}
+	return nil
+}
+
+// teardownCancelled cancels a slow teardown through its update once some connections are done.
+func (r *recorder) teardownCancelled(ctx context.Context) error {
+	run, err := r.startSlowTeardown(ctx, "agent-cancel", "cancel-")
+	if err != nil {
 		return err
 	}
 	h, err := r.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
@@ -514,23 +524,14 @@ func (r *recorder) teardownCancelled(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !res.Cancelled || res.Skipped == 0 || res.Removed == 0 || res.Total != 40 {
-		return fmt.Errorf("got cancelled %t skipped %d removed %d total %d, want true, some, some, 40", res.Cancelled, res.Skipped, res.Removed, res.Total)
-	}
-	return nil
+	return checkCancelled(res)
 }
 
 // teardownTemporalCancelled cancels a slow teardown through Temporal's own cancellation, as the
 // CLI or a parent does: the run ends Canceled with its result in the details.
 func (r *recorder) teardownTemporalCancelled(ctx context.Context) error {
-	const agent = "agent-tcancel"
-	r.em.Seed(agent, connectionIDs("tcancel-", 40)...)
-	r.em.SetLatency(100 * time.Millisecond)
-	run, err := r.startTeardown(ctx, ac.RemoveAgentConnectionsInput{AgentID: agent, Concurrency: 1})
+	run, err := r.startSlowTeardown(ctx, "agent-tcancel", "tcancel-")
 	if err != nil {
-		return err
-	}
-	if _, err := r.waitProgress(ctx, run.GetID(), func(p ac.TeardownProgress) bool { return p.Done >= 5 }); err != nil {
 		return err
 	}
 	if err := r.c.CancelWorkflow(ctx, run.GetID(), run.GetRunID()); err != nil {
@@ -545,8 +546,8 @@ func (r *recorder) teardownTemporalCancelled(ctx context.Context) error {
 	if err := canceled.Details(&res); err != nil {
 		return fmt.Errorf("canceled details: %w", err)
 	}
-	if !res.Cancelled || res.Skipped == 0 || res.Removed == 0 || res.Total != 40 {
-		return fmt.Errorf("got cancelled %t skipped %d removed %d total %d, want true, some, some, 40", res.Cancelled, res.Skipped, res.Removed, res.Total)
+	if err := checkCancelled(res); err != nil {
+		return err
 	}
 	_, err = r.keep(ctx, "teardown_temporal_cancelled.json", run.GetID(), run.GetRunID())
 	return err
@@ -595,6 +596,16 @@ func (r *recorder) teardownContinuedAsNew(ctx context.Context) error {
 	return nil
 }
 
+// runTeardown starts a teardown of in and waits for its result, keeping its history in file.
+func (r *recorder) runTeardown(ctx context.Context, file string, in ac.RemoveAgentConnectionsInput) (ac.RemoveAgentConnectionsResult, *historypb.History, error) {
+	run, err := r.startTeardown(ctx, in)
+	if err != nil {
+		return ac.RemoveAgentConnectionsResult{}, nil, err
+	}
+	return r.teardownResult(ctx, file, run)
+}
+
+// teardownResult waits for run's result and keeps its history in file.
 func (r *recorder) teardownResult(ctx context.Context, file string, run client.WorkflowRun) (ac.RemoveAgentConnectionsResult, *historypb.History, error) {
 	var res ac.RemoveAgentConnectionsResult
 	if err := run.Get(ctx, &res); err != nil {
