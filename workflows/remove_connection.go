@@ -139,6 +139,18 @@ func takeTeardownOutcome(o ac.ConnectionOutcome, missingOK bool) (outcome string
 	return "", false, nil
 }
 
+// defaultRetryPolicy is the documented retry schedule with maxAttempts attempts; the
+// non-retryable failure types are always listed, so no override can retry them.
+func defaultRetryPolicy(maxAttempts int32) *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{
+		InitialInterval:        DefaultInitialInterval,
+		BackoffCoefficient:     DefaultBackoffCoefficient,
+		MaximumInterval:        DefaultMaximumInterval,
+		MaximumAttempts:        maxAttempts,
+		NonRetryableErrorTypes: ac.NonRetryableErrorTypes(),
+	}
+}
+
 // RemoveConnectionActivityOptions are the activity options RemoveConnectionWorkflow uses: the
 // defaults above with any override applied. The non-retryable failure types are always listed, so
 // no override can retry them.
@@ -147,13 +159,7 @@ func RemoveConnectionActivityOptions(o *ac.RetryOverrides) workflow.ActivityOpti
 		StartToCloseTimeout:    DefaultStartToCloseTimeout,
 		ScheduleToCloseTimeout: DefaultScheduleToCloseTimeout,
 		HeartbeatTimeout:       DefaultHeartbeatTimeout,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        DefaultInitialInterval,
-			BackoffCoefficient:     DefaultBackoffCoefficient,
-			MaximumInterval:        DefaultMaximumInterval,
-			MaximumAttempts:        DefaultMaximumAttempts,
-			NonRetryableErrorTypes: ac.NonRetryableErrorTypes(),
-		},
+		RetryPolicy:            defaultRetryPolicy(DefaultMaximumAttempts),
 	}
 	if o == nil {
 		return opts

@@ -927,26 +927,14 @@ func batchActivityOptions() workflow.ActivityOptions {
 		HeartbeatTimeout:    DefaultHeartbeatTimeout,
 		// A stopped teardown waits for the batch to end its requests in flight and report them.
 		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        DefaultInitialInterval,
-			BackoffCoefficient:     DefaultBackoffCoefficient,
-			MaximumInterval:        DefaultMaximumInterval,
-			MaximumAttempts:        5,
-			NonRetryableErrorTypes: ac.NonRetryableErrorTypes(),
-		},
+		RetryPolicy:         defaultRetryPolicy(5),
 	}
 }
 
 func listActivityOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		StartToCloseTimeout: DefaultStartToCloseTimeout,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        DefaultInitialInterval,
-			BackoffCoefficient:     DefaultBackoffCoefficient,
-			MaximumInterval:        DefaultMaximumInterval,
-			MaximumAttempts:        DefaultMaximumAttempts,
-			NonRetryableErrorTypes: ac.NonRetryableErrorTypes(),
-		},
+		RetryPolicy:         defaultRetryPolicy(DefaultMaximumAttempts),
 	}
 }
 
