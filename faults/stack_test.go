@@ -342,8 +342,14 @@ type window struct{ from, to time.Time }
 // retried batch sends it again, and its attempts count one request fewer.
 const heartbeatLag = 1500 * time.Millisecond
 
+// arrivalLag is how long after a SIGKILL a request the worker sent just before it can still
+// reach the emulator: the bytes are on the loopback already, and a loaded machine may schedule the
+// emulator's handler late. Seen: a DELETE logged as sent at the kill, recorded by the emulator as
+// starting after it, counted as a plain undercount.
+const arrivalLag = 250 * time.Millisecond
+
 // killWindow is the disruption a SIGKILL at `at` makes.
-func killWindow(at time.Time) window { return window{at.Add(-heartbeatLag), at} }
+func killWindow(at time.Time) window { return window{at.Add(-heartbeatLag), at.Add(arrivalLag)} }
 
 // connLog is what the emulator saw for one connection.
 type connLog struct {
