@@ -87,9 +87,10 @@ var (
 	simTraceFlag = flag.Bool("sim.trace", false, "with -sim.seed, log every INFO and WARN line of the workflow and activities")
 )
 
-// simRegressions are seeds that found a defect; they run on every go test. draws is the start of
-// the schedule the seed draws: a change to drawSimSchedule makes seeds draw other schedules, and
-// then the test says so instead of passing without testing what the seed found.
+// simRegressions are seeds that found a defect; they run on every go test, and each failed before
+// the commit its note names. draws is the start of the schedule the seed draws: a change to
+// drawSimSchedule makes seeds draw other schedules, and then the test says so instead of passing
+// without testing what the seed found.
 var simRegressions = []struct {
 	seed  uint64
 	draws string
@@ -102,10 +103,16 @@ var simRegressions = []struct {
 	{80, "40 connections (long ids, given true, 40 existing",
 		"missing_ok false: a standalone removal was removing a connection (its DELETE got 204), then ended " +
 			"without a result (terminated); the teardown re-queued the connection as never sent, and its own " +
-			"DELETE's 404 became failed NotFound although the connection had been removed while it ran"},
+			"DELETE's 404 became failed NotFound although the connection had been removed while it ran " +
+			"(fixed in 036485c: such a connection is maybe sent)"},
 	{201, "2 connections (long ids, given false, 2 existing",
 		"the connection broke in the middle of the first list's 200 body (unexpected EOF): the list failed " +
-			"UnexpectedStatus, not retryable, and with it the whole teardown, where a 503 in its place is retried"},
+			"UnexpectedStatus, not retryable, and with it the whole teardown, where a 503 in its place is retried " +
+			"(fixed in 036485c: a cut-off body is Unavailable)"},
+	{1652, "83 connections (short ids, given false, 83 existing",
+		"missing_ok false, after 036485c: a standalone removal ended without a result, so the connection was " +
+			"marked maybe sent; its next round sent nothing (the check for a standalone removal failed) and " +
+			"retryLater overwrote the mark with Unavailable, so the round after read its 404 as NotFound"},
 }
 
 // Bounds of a schedule that every teardown must meet (invariant 7).
@@ -142,7 +149,7 @@ func TestSimulation(t *testing.T) {
 		slices.Sort(st.examples[k])
 		ex = append(ex, fmt.Sprintf("%s %v", k, st.examples[k]))
 	}
-	t.Log("teardown simulation: seeds to replay: " + strings.Join(ex, "; "))
+	t.Log("teardown simulation: seeds to replay: " + strings.Join(ex, "; ") + fmt.Sprintf("; slowest %v", st.slowest))
 }
 
 func TestSimulationRegressions(t *testing.T) {
@@ -194,7 +201,9 @@ func runSimSeed(t *testing.T, seed uint64, verbose bool) simStats {
 	if verbose {
 		s.verbose = t.Logf
 	}
+	start := time.Now()
 	s.run()
+	s.stats.slowest = []simTimed{{seed, time.Since(start)}}
 	if len(s.violations) > 0 {
 		t.Errorf("teardown simulation seed %d broke %d invariant(s); replay with\n\tgo test ./workflows -run 'TestSimulation$' -sim.seed=%d -v\nschedule: %s\n%s",
 			seed, len(s.violations), seed, sch, strings.Join(s.violations, "\n"))
@@ -209,12 +218,24 @@ type simStats struct {
 	deletes, cutOff                        int
 	lostAttempts, lostRequests, duplicates int
 	crossBatchRefused, gateWindow          int
+	retryAfterRefusal                      int
 	largestPayload                         int
 	pagedStates, truncatedReports          int
 	standalones, ignoredCancels            int
 	outcomes, ends                         map[string]int
 	// examples are a few seeds of each notable kind, to replay.
 	examples map[string][]uint64
+	// slowest are the seeds that took longest, with their wall time.
+	slowest []simTimed
+}
+
+type simTimed struct {
+	seed uint64
+	took time.Duration
+}
+
+func (t simTimed) String() string {
+	return fmt.Sprintf("%d (%s)", t.seed, t.took.Round(100*time.Millisecond))
 }
 
 func (a *simStats) example(kind string, seed uint64) {
@@ -238,12 +259,16 @@ func (a *simStats) add(b simStats) {
 	a.duplicates += b.duplicates
 	a.crossBatchRefused += b.crossBatchRefused
 	a.gateWindow += b.gateWindow
+	a.retryAfterRefusal += b.retryAfterRefusal
 	a.ignoredCancels += b.ignoredCancels
 	a.largestPayload = max(a.largestPayload, b.largestPayload)
 	a.pagedStates += b.pagedStates
 	a.truncatedReports += b.truncatedReports
 	a.standalones += b.standalones
 	a.maxRunsSeen = max(a.maxRunsSeen, b.maxRunsSeen)
+	a.slowest = append(a.slowest, b.slowest...)
+	slices.SortFunc(a.slowest, func(x, y simTimed) int { return int(y.took - x.took) })
+	a.slowest = a.slowest[:min(len(a.slowest), 3)]
 	for kind, seeds := range b.examples {
 		for _, seed := range seeds {
 			a.example(kind, seed)
@@ -262,10 +287,10 @@ func (a *simStats) add(b simStats) {
 func (a simStats) summary(seeds int) string {
 	return fmt.Sprintf("%d seeds, %d schedules (%d continued as new), %d runs (at most %d in one), %d invariant checks, %d DELETEs, "+
 		"%d cut-off requests, %d requests of lost batch attempts (%d lost attempts), %d repeated DELETEs after a cut-off or loss, "+
-		"%d DELETEs of other batches after a refusal (%d of the refused batch, in its check window), largest payload %d bytes, %d paged states, %d truncated reports, "+
+		"%d DELETEs of other batches after a refusal (%d of the refused batch, in its check window; %d of retries of a refused lost attempt), largest payload %d bytes, %d paged states, %d truncated reports, "+
 		"%d standalone removals, %d Temporal cancels that landed after the workflow completed; ends %v; outcomes %v",
 		seeds, a.schedules, a.continued, a.runs, a.maxRunsSeen, a.checks, a.deletes, a.cutOff, a.lostRequests, a.lostAttempts, a.duplicates,
-		a.crossBatchRefused, a.gateWindow, a.largestPayload, a.pagedStates, a.truncatedReports, a.standalones, a.ignoredCancels, a.ends, a.outcomes)
+		a.crossBatchRefused, a.gateWindow, a.retryAfterRefusal, a.largestPayload, a.pagedStates, a.truncatedReports, a.standalones, a.ignoredCancels, a.ends, a.outcomes)
 }
 
 // simSchedule is everything one seed draws before the teardown starts.
@@ -527,6 +552,11 @@ func drawSimSchedule(seed uint64) *simSchedule {
 				s.standalone[id] = simStandalone{kind: r.IntN(saKinds), busyFor: r.IntN(3), failAsk: []int{0, 0, 1, 2}[r.IntN(4)]}
 			}
 		}
+	}
+	if large {
+		// Batches of 50, a few at once: a couple of runs, each continuing as new with a paged
+		// state, rather than dozens (each compresses and reloads the whole state).
+		s.concurrency = 10 + int(seed%40)
 	}
 	return s
 }
@@ -1346,6 +1376,11 @@ func (s *simRun) checkSchedule() {
 			}
 		}
 	}
+	for id, sa := range sch.standalone {
+		if sa.kind == saTerminated {
+			maybeSent[id] = true // its request's answer never reached the teardown
+		}
+	}
 	inBatch := map[string]bool{}
 	s.obs.scheduled.Range(func(k, _ any) bool {
 		inBatch[k.(string)] = true
@@ -1495,9 +1530,17 @@ func (s *simRun) checkSchedule() {
 				s.stats.gateWindow++
 			case !s.refusalSeenAt.IsZero() && s.started[a.key()].After(s.refusalSeenAt) && a.number == 1:
 				s.fail("invariant 4: batch %s started after the workflow learned the key was refused, and sent %.40q", a.key(), d.conn)
+			case slices.ContainsFunc(s.byKey[a.key()], func(b *simAttempt) bool {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				return b.number < a.number && !b.refusedAt.IsZero()
+			}):
+				// A retry of a lost attempt that had been refused: the heartbeat it resumes from
+				// holds the refused connection's outcome, not that the key is refused.
+				s.stats.retryAfterRefusal++
 			default:
-				// Sent by another batch that had not seen a refusal yet (or a retry of a
-				// lost attempt): it cannot know, until the workflow cancels it.
+				// Sent by another batch that had not seen a refusal yet: it cannot know, until
+				// the workflow cancels it.
 				s.stats.crossBatchRefused++
 			}
 		}
