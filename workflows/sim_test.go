@@ -113,6 +113,11 @@ var simRegressions = []struct {
 		"missing_ok false, after 036485c: a standalone removal ended without a result, so the connection was " +
 			"marked maybe sent; its next round sent nothing (the check for a standalone removal failed) and " +
 			"retryLater overwrote the mark with Unavailable, so the round after read its 404 as NotFound"},
+	{5876, "25 connections (unicode ids, given true, 25 existing",
+		"the same overwrite after a lost batch: its DELETE got 204, every attempt's completion was lost and " +
+			"the last failed without a heartbeat, so the connection was marked maybe sent with no request " +
+			"counted; a round that sent nothing (the standalone-removal check failed) dropped the mark, and the " +
+			"next DELETE's 404 became NotFound although the teardown itself had removed it"},
 }
 
 // Bounds of a schedule that every teardown must meet (invariant 7).
