@@ -1,11 +1,16 @@
 package deploy
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -27,7 +32,9 @@ import (
 // The services the checks relate to one another.
 const (
 	svcPostgres   = "postgresql"
+	svcSchemaJob  = "temporal-admin-tools"
 	svcTemporal   = "temporal"
+	svcNamespace  = "temporal-create-namespace"
 	svcEmulator   = "emulator"
 	svcWorker     = "worker"
 	svcStarter    = "starter"
@@ -227,8 +234,10 @@ func TestCompose_ImagesArePinnedOrBuiltFromTheDockerfile(t *testing.T) {
 		pinned[image] = true
 	}
 
+	used := map[string]bool{}
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
+		used[s.Image] = true
 		if s.Build != nil {
 			if got := filepath.Clean(s.Build.Context); got != root {
 				t.Errorf("service %s: build context is %s, want the repository root %s", name, got, root)
@@ -253,6 +262,11 @@ func TestCompose_ImagesArePinnedOrBuiltFromTheDockerfile(t *testing.T) {
 		}
 		if !pinned[s.Image] {
 			t.Errorf("service %s: image %q is not one of %s; pin images there, once", name, s.Image, imagesExtension)
+		}
+	}
+	for image := range pinned {
+		if !used[image] {
+			t.Errorf("%s pins %s, which no service uses", imagesExtension, image)
 		}
 	}
 }
@@ -414,12 +428,12 @@ func TestCompose_WorkerGetsWhatItNeedsInTheStack(t *testing.T) {
 		}
 	})
 
-	t.Run("restarts and waits for Temporal", func(t *testing.T) {
+	t.Run("restarts and waits for its namespace", func(t *testing.T) {
 		if worker.Restart != types.RestartPolicyUnlessStopped && worker.Restart != types.RestartPolicyAlways {
 			t.Errorf("worker restart is %q, want %s: the worker exits when it cannot reach Temporal", worker.Restart, types.RestartPolicyUnlessStopped)
 		}
-		if dep := worker.DependsOn[svcTemporal]; dep.Condition != types.ServiceConditionHealthy {
-			t.Errorf("worker depends on %s with condition %q, want %s", svcTemporal, dep.Condition, types.ServiceConditionHealthy)
+		if dep := worker.DependsOn[svcNamespace]; dep.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("worker depends on %s with condition %q, want %s: it refuses to start on a missing namespace", svcNamespace, dep.Condition, types.ServiceConditionCompletedSuccessfully)
 		}
 	})
 }
@@ -439,8 +453,8 @@ func TestCompose_StarterIsOnDemandAndReachesTheWorker(t *testing.T) {
 	if got, want := taskQueue(starter), taskQueue(worker); got != want {
 		t.Errorf("starter starts removals on task queue %q, the worker polls %q", got, want)
 	}
-	if dep := starter.DependsOn[svcTemporal]; dep.Condition != types.ServiceConditionHealthy {
-		t.Errorf("starter depends on %s with condition %q, want %s", svcTemporal, dep.Condition, types.ServiceConditionHealthy)
+	if dep := starter.DependsOn[svcNamespace]; dep.Condition != types.ServiceConditionCompletedSuccessfully {
+		t.Errorf("starter depends on %s with condition %q, want %s", svcNamespace, dep.Condition, types.ServiceConditionCompletedSuccessfully)
 	}
 }
 
@@ -485,32 +499,6 @@ func TestCompose_EmulatorChecksTheWorkersKey(t *testing.T) {
 	}
 	if !mounted(em)[emFile] || !mounted(w)[wFile] {
 		t.Errorf("got secrets emulator %v, worker %v; want both to mount %s", em.Secrets, w.Secrets, emFile)
-	}
-}
-
-func TestCompose_TemporalWaitsForThePostgresAndTheWorkersNamespace(t *testing.T) {
-	p := loadProject(t, false)
-	temporal, worker := service(t, p, svcTemporal), service(t, p, svcWorker)
-
-	if seeds, _ := env(temporal, "POSTGRES_SEEDS"); seeds != svcPostgres {
-		t.Errorf("temporal POSTGRES_SEEDS = %q, want service %s", seeds, svcPostgres)
-	}
-	if dep := temporal.DependsOn[svcPostgres]; dep.Condition != types.ServiceConditionHealthy {
-		t.Errorf("temporal depends on %s with condition %q, want %s", svcPostgres, dep.Condition, types.ServiceConditionHealthy)
-	}
-
-	// The health check is what the worker waits for, so it must ask for what the worker needs: its
-	// namespace, at its address.
-	hostPort, namespace, _ := temporalClient(t, worker)
-	if temporal.HealthCheck == nil {
-		t.Fatalf("temporal has no health check; the worker waits for it to be healthy")
-	}
-	check := []string(temporal.HealthCheck.Test)
-	if got := flagValue(check, "--namespace"); got != namespace {
-		t.Errorf("temporal health check asks for namespace %q (%q), the worker polls %q", got, check, namespace)
-	}
-	if got := flagValue(check, "--address"); got != hostPort {
-		t.Errorf("temporal health check dials %q (%q), the worker dials %q", got, check, hostPort)
 	}
 }
 
@@ -608,7 +596,8 @@ func TestStackEnv_HoldsOnlyLocalPostgresSettings(t *testing.T) {
 			t.Errorf("%s sets %s; it is for the stack's own PostgreSQL only (%v)", stackEnvFile, k, allowed)
 		}
 	}
-	// temporalio/auto-setup reads the password as POSTGRES_PWD, the postgres image as POSTGRES_PASSWORD.
+	// temporalio/server and the schema job read the password as POSTGRES_PWD, the postgres image as
+	// POSTGRES_PASSWORD.
 	if vars["POSTGRES_PASSWORD"] != vars["POSTGRES_PWD"] {
 		t.Errorf("%s: POSTGRES_PASSWORD and POSTGRES_PWD differ; Temporal could not log in to PostgreSQL", stackEnvFile)
 	}
@@ -678,12 +667,17 @@ type promConfig struct {
 	} `yaml:"scrape_configs"`
 }
 
-func TestPrometheus_ScrapesTheWorkersMetricsPort(t *testing.T) {
-	root := repoRoot(t)
-	p := loadProject(t, false)
-	prom, worker := service(t, p, svcPrometheus), service(t, p, svcWorker)
-	configPath := filepath.Join(root, prometheusConfig)
+// scrapeTarget is one host:port a Prometheus job scrapes.
+type scrapeTarget struct {
+	job, path, host, port string
+}
 
+// prometheusTargets reads deploy/prometheus.yml, after checking that the prometheus service mounts
+// it where the image reads its configuration.
+func prometheusTargets(t *testing.T, p *types.Project) []scrapeTarget {
+	t.Helper()
+	configPath := filepath.Join(repoRoot(t), prometheusConfig)
+	prom := service(t, p, svcPrometheus)
 	mounted := false
 	for _, ref := range prom.Configs {
 		if p.Configs[ref.Source].File == configPath && ref.Target == prometheusConfigTarget {
@@ -698,14 +692,6 @@ func TestPrometheus_ScrapesTheWorkersMetricsPort(t *testing.T) {
 	if !mounted {
 		t.Fatalf("service %s does not mount %s at %s; this test would check a file Prometheus never reads", svcPrometheus, prometheusConfig, prometheusConfigTarget)
 	}
-
-	addrVar := workerVariable(t, workerVariables(t), "envHTTPAddress")
-	addr, _ := env(worker, addrVar)
-	_, workerPort, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatalf("worker %s = %q: %v", addrVar, addr, err)
-	}
-
 	b, err := os.ReadFile(configPath)
 	if err != nil {
 		t.Fatal(err)
@@ -714,7 +700,7 @@ func TestPrometheus_ScrapesTheWorkersMetricsPort(t *testing.T) {
 	if err := yaml.Unmarshal(b, &cfg); err != nil {
 		t.Fatalf("parse %s: %v", prometheusConfig, err)
 	}
-	found := false
+	var out []scrapeTarget
 	for _, job := range cfg.ScrapeConfigs {
 		var targets []string // host:port
 		for _, sc := range job.StaticConfigs {
@@ -722,7 +708,7 @@ func TestPrometheus_ScrapesTheWorkersMetricsPort(t *testing.T) {
 		}
 		for _, dc := range job.DNSSDConfigs {
 			for _, n := range dc.Names {
-				if n == svcWorker && dc.Type != "A" && dc.Type != "AAAA" && dc.Type != "" {
+				if _, inStack := p.Services[n]; inStack && dc.Type != "A" && dc.Type != "AAAA" && dc.Type != "" {
 					t.Errorf("job %s: dns_sd type %s; compose's DNS answers A records, one per replica", job.JobName, dc.Type)
 				}
 				targets = append(targets, net.JoinHostPort(n, strconv.Itoa(dc.Port)))
@@ -730,19 +716,473 @@ func TestPrometheus_ScrapesTheWorkersMetricsPort(t *testing.T) {
 		}
 		for _, target := range targets {
 			host, port, err := net.SplitHostPort(target)
-			if err != nil || host != svcWorker {
+			if err != nil {
+				t.Errorf("job %s: target %q: %v", job.JobName, target, err)
 				continue
 			}
-			found = true
-			if port != workerPort {
-				t.Errorf("job %s scrapes %s, but the worker serves on port %s (%s)", job.JobName, target, workerPort, addrVar)
-			}
-			if job.MetricsPath != "" && job.MetricsPath != "/metrics" {
-				t.Errorf("job %s scrapes %s, want /metrics", job.JobName, job.MetricsPath)
-			}
+			out = append(out, scrapeTarget{job: job.JobName, path: job.MetricsPath, host: host, port: port})
+		}
+	}
+	return out
+}
+
+// checkScraped checks that some job scrapes service on port at /metrics, and no job another port of it.
+func checkScraped(t *testing.T, targets []scrapeTarget, svc, port, why string) {
+	t.Helper()
+	found := false
+	for _, tg := range targets {
+		if tg.host != svc {
+			continue
+		}
+		found = true
+		if tg.port != port {
+			t.Errorf("job %s scrapes %s:%s, but %s serves metrics on port %s (%s)", tg.job, svc, tg.port, svc, port, why)
+		}
+		if tg.path != "" && tg.path != "/metrics" {
+			t.Errorf("job %s scrapes %s, want /metrics", tg.job, tg.path)
 		}
 	}
 	if !found {
-		t.Errorf("%s has no scrape job whose targets name service %s", prometheusConfig, svcWorker)
+		t.Errorf("%s has no scrape job whose targets name service %s", prometheusConfig, svc)
+	}
+}
+
+func TestPrometheus_ScrapesTheWorkersMetricsPort(t *testing.T) {
+	p := loadProject(t, false)
+	addrVar := workerVariable(t, workerVariables(t), "envHTTPAddress")
+	addr, _ := env(service(t, p, svcWorker), addrVar)
+	_, workerPort, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("worker %s = %q: %v", addrVar, addr, err)
+	}
+	checkScraped(t, prometheusTargets(t, p), svcWorker, workerPort, addrVar)
+}
+
+func TestPrometheus_ScrapesTheTemporalServer(t *testing.T) {
+	p := loadProject(t, false)
+	endpoint, _ := env(service(t, p, svcTemporal), "PROMETHEUS_ENDPOINT")
+	_, port, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		t.Fatalf("temporal PROMETHEUS_ENDPOINT = %q: %v", endpoint, err)
+	}
+	checkScraped(t, prometheusTargets(t, p), svcTemporal, port, "PROMETHEUS_ENDPOINT")
+}
+
+// jobScript is the shell script a one-shot job runs: entrypoint ["/bin/sh", "-euc"] and the
+// script as its one command argument (with compose's $$ already turned into $).
+func jobScript(t *testing.T, s types.ServiceConfig) string {
+	t.Helper()
+	ep := []string(s.Entrypoint)
+	if len(ep) != 2 || ep[0] != "/bin/sh" || !strings.HasPrefix(ep[1], "-") || !strings.Contains(ep[1], "e") || !strings.HasSuffix(ep[1], "c") {
+		t.Fatalf("service %s: entrypoint %q, want [/bin/sh -euc] so that the first failing step fails the job", s.Name, ep)
+	}
+	if len(s.Command) != 1 {
+		t.Fatalf("service %s: command %q, want one script", s.Name, s.Command)
+	}
+	return s.Command[0]
+}
+
+// scriptCommands splits a shell script into its simple commands (lines, continuations joined, split
+// at ;, && and ||), each as words.
+func scriptCommands(script string) [][]string {
+	var out [][]string
+	joined := strings.ReplaceAll(script, "\\\n", " ")
+	for line := range strings.Lines(joined) {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		for _, part := range regexp.MustCompile(`;|&&|\|\|`).Split(line, -1) {
+			if words := shellFields(part); len(words) > 0 {
+				out = append(out, words)
+			}
+		}
+	}
+	return out
+}
+
+// sqlTool is one temporal-sql-tool invocation: its global flags, subcommand and the rest.
+type sqlTool struct {
+	flags      map[string]string
+	subcommand string
+	args       []string
+}
+
+func parseSQLTool(words []string) (sqlTool, bool) {
+	if len(words) == 0 || words[0] != "temporal-sql-tool" {
+		return sqlTool{}, false
+	}
+	// Long names for the short ones temporal-sql-tool also accepts.
+	long := map[string]string{"ep": "endpoint", "p": "port", "u": "user", "pw": "password", "db": "database", "pl": "plugin"}
+	st := sqlTool{flags: map[string]string{}}
+	for i := 1; i < len(words); i++ {
+		w := words[i]
+		if !strings.HasPrefix(w, "-") {
+			st.subcommand, st.args = w, words[i+1:]
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(w, "-"), "=")
+		if !hasValue && i+1 < len(words) {
+			i++
+			value = words[i]
+		}
+		if l, ok := long[name]; ok {
+			name = l
+		}
+		st.flags[name] = value
+	}
+	return st, true
+}
+
+// The stack starts in the order its pieces need: the schema before the server, the namespace before
+// the worker. The jobs do not restart: they retry inside their scripts where that is needed.
+func TestCompose_JobsRunInOrder(t *testing.T) {
+	p := loadProject(t, false)
+	order := []struct {
+		service, dependsOn, condition string
+	}{
+		{svcSchemaJob, svcPostgres, types.ServiceConditionHealthy},
+		{svcTemporal, svcSchemaJob, types.ServiceConditionCompletedSuccessfully},
+		{svcNamespace, svcTemporal, types.ServiceConditionHealthy},
+		{svcWorker, svcNamespace, types.ServiceConditionCompletedSuccessfully},
+		{svcStarter, svcNamespace, types.ServiceConditionCompletedSuccessfully},
+	}
+	for _, o := range order {
+		if got := service(t, p, o.service).DependsOn[o.dependsOn].Condition; got != o.condition {
+			t.Errorf("service %s depends on %s with condition %q, want %s", o.service, o.dependsOn, got, o.condition)
+		}
+	}
+	for _, name := range p.ServiceNames() {
+		for dep, d := range p.Services[name].DependsOn {
+			if d.Condition != types.ServiceConditionCompletedSuccessfully {
+				continue
+			}
+			job := service(t, p, dep)
+			if job.Restart != "" && job.Restart != types.RestartPolicyNo {
+				t.Errorf("service %s waits for %s to complete, but %s has restart %s; a one-shot job retries inside its script and keeps restart \"no\", so that its first exit is the one depends_on sees", name, dep, dep, job.Restart)
+			}
+			if job.Deploy != nil && job.Deploy.RestartPolicy != nil {
+				t.Errorf("job %s has a deploy restart policy", dep)
+			}
+		}
+	}
+}
+
+// The schema job creates both databases the server uses and brings each schema to the server's
+// version, with the plugin, host, port and user the server uses, in the order temporal-sql-tool
+// needs: create, setup-schema -v 0.0, update-schema.
+func TestCompose_SchemaJobSetsUpBothDatabases(t *testing.T) {
+	p := loadProject(t, false)
+	job, temporal := service(t, p, svcSchemaJob), service(t, p, svcTemporal)
+	if job.Image != service(t, p, svcNamespace).Image {
+		t.Errorf("the schema job runs %s, the namespace job %s; both are the admin-tools pinned once", job.Image, service(t, p, svcNamespace).Image)
+	}
+	serverEnv := func(k, def string) string {
+		if v, ok := env(temporal, k); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	databases := map[string]string{ // database → its schema's directory name
+		serverEnv("DBNAME", "temporal"):                       "temporal",
+		serverEnv("VISIBILITY_DBNAME", "temporal_visibility"): "visibility",
+	}
+	wantFlags := map[string]string{
+		"plugin":   serverEnv("DB", ""),
+		"endpoint": serverEnv("POSTGRES_SEEDS", ""),
+		"port":     serverEnv("DB_PORT", "5432"),
+		"user":     "$POSTGRES_USER",
+	}
+	if wantFlags["plugin"] != "postgres12" {
+		t.Errorf("temporal DB = %q, want postgres12 (the PostgreSQL plugin of this stack)", wantFlags["plugin"])
+	}
+	if wantFlags["endpoint"] != svcPostgres {
+		t.Errorf("temporal POSTGRES_SEEDS = %q, want service %s", wantFlags["endpoint"], svcPostgres)
+	}
+
+	script := jobScript(t, job)
+	if !regexp.MustCompile(`(?m)^\s*export SQL_PASSWORD="?\$\{?POSTGRES_PWD\}?"?\s*$`).MatchString(script) {
+		t.Errorf("the schema job does not export SQL_PASSWORD from POSTGRES_PWD; temporal-sql-tool would log in without the password")
+	}
+	steps := map[string][]string{} // database → subcommands in order
+	for _, words := range scriptCommands(script) {
+		st, ok := parseSQLTool(words)
+		if !ok {
+			continue
+		}
+		if _, ok := st.flags["password"]; ok {
+			t.Errorf("temporal-sql-tool is given the password on its command line (%q); export SQL_PASSWORD instead", strings.Join(words, " "))
+		}
+		for k, want := range wantFlags {
+			if got := st.flags[k]; got != want {
+				t.Errorf("temporal-sql-tool --%s %q in %q, want %q (what the server uses)", k, got, strings.Join(words, " "), want)
+			}
+		}
+		db := st.flags["database"]
+		schemaDir, known := databases[db]
+		if !known {
+			t.Errorf("temporal-sql-tool works on database %q, which the server does not use (%v)", db, databases)
+			continue
+		}
+		switch st.subcommand {
+		case "create", "create-database":
+			st.subcommand = "create"
+		case "setup-schema", "setup":
+			st.subcommand = "setup-schema"
+			if flagValue(st.args, "-v") != "0.0" && flagValue(st.args, "--version") != "0.0" {
+				t.Errorf("setup-schema of %s: %q, want -v 0.0 (versioning tables only; update-schema does the rest)", db, st.args)
+			}
+		case "update-schema", "update":
+			st.subcommand = "update-schema"
+			dir := flagValue(st.args, "-d")
+			if dir == "" {
+				dir = flagValue(st.args, "--schema-dir")
+			}
+			if want := "/etc/temporal/schema/postgresql/v12/" + schemaDir + "/versioned"; dir != want {
+				t.Errorf("update-schema of %s reads %q, want %s", db, dir, want)
+			}
+		}
+		steps[db] = append(steps[db], st.subcommand)
+	}
+	for db := range databases {
+		if got, want := steps[db], []string{"create", "setup-schema", "update-schema"}; !slices.Equal(got, want) {
+			t.Errorf("the schema job runs %v on database %s, want %v in that order", got, db, want)
+		}
+	}
+}
+
+// The server's own settings: its database, its listen address, its metrics.
+func TestCompose_TemporalServerSettings(t *testing.T) {
+	p := loadProject(t, false)
+	temporal, pg, worker := service(t, p, svcTemporal), service(t, p, svcPostgres), service(t, p, svcWorker)
+
+	user, _ := env(temporal, "POSTGRES_USER")
+	pwd, _ := env(temporal, "POSTGRES_PWD")
+	pgUser, _ := env(pg, "POSTGRES_USER")
+	pgPwd, _ := env(pg, "POSTGRES_PASSWORD")
+	if user == "" || user != pgUser || pwd != pgPwd {
+		t.Errorf("temporal logs in as %q with the password the postgresql service %s; want the user and password postgresql creates", user,
+			map[bool]string{true: "sets", false: "does not set"}[pwd == pgPwd])
+	}
+	if bind, _ := env(temporal, "BIND_ON_IP"); !listensOnAllInterfaces(bind) || bind == "" {
+		t.Errorf("temporal BIND_ON_IP = %q; the server would serve on its loopback only, out of the other containers' reach; want 0.0.0.0", bind)
+	}
+
+	hostPort, _, _ := temporalClient(t, worker)
+	_, frontendPort, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		t.Fatalf("worker's Temporal address %q: %v", hostPort, err)
+	}
+	if temporal.HealthCheck == nil || len(temporal.HealthCheck.Test) == 0 {
+		t.Fatalf("temporal has no health check; the namespace job waits for it")
+	}
+	if check := []string(temporal.HealthCheck.Test); !slices.Contains(check, frontendPort) && !slices.ContainsFunc(check, func(s string) bool { return strings.HasSuffix(s, ":"+frontendPort) }) {
+		t.Errorf("temporal's health check %q does not ask the frontend port %s the worker dials", check, frontendPort)
+	}
+
+	metrics, _ := env(temporal, "PROMETHEUS_ENDPOINT")
+	host, port, err := net.SplitHostPort(metrics)
+	if err != nil {
+		t.Fatalf("temporal PROMETHEUS_ENDPOINT = %q: %v; the server's metrics would be off", metrics, err)
+	}
+	if !listensOnAllInterfaces(host) {
+		t.Errorf("temporal PROMETHEUS_ENDPOINT = %q: Prometheus cannot reach %s from another container", metrics, host)
+	}
+	if ports := containerPorts(temporal); !slices.Contains(ports, port) {
+		t.Errorf("temporal serves metrics on %s, but declares ports %v; expose it", port, ports)
+	}
+}
+
+// The namespace job registers, at the worker's Temporal address, the namespace the worker polls.
+func TestCompose_NamespaceJobRegistersTheWorkersNamespace(t *testing.T) {
+	p := loadProject(t, false)
+	job, worker := service(t, p, svcNamespace), service(t, p, svcWorker)
+	jobHost, jobNS, _ := temporalClient(t, job)
+	workerHost, workerNS, _ := temporalClient(t, worker)
+	if jobHost != workerHost || jobNS != workerNS {
+		t.Errorf("the namespace job registers %q at %s, the worker polls %q at %s", jobNS, jobHost, workerNS, workerHost)
+	}
+	var waits, creates bool
+	for _, words := range scriptCommands(jobScript(t, job)) {
+		if i := slices.Index(words, "temporal"); i < 0 || i+2 >= len(words) || words[i+1] != "operator" {
+			continue
+		}
+		args := words[slices.Index(words, "temporal"):]
+		address, namespace := flagValue(args, "--address"), flagValue(args, "--namespace")
+		if address != "$TEMPORAL_ADDRESS" {
+			t.Errorf("%q dials %q, want --address \"$TEMPORAL_ADDRESS\" (the worker's address)", strings.Join(args, " "), address)
+		}
+		switch strings.Join(args[2:4], " ") {
+		case "cluster health":
+			waits = true
+		case "namespace create":
+			creates = true
+			if namespace != "$TEMPORAL_NAMESPACE" {
+				t.Errorf("%q creates %q, want --namespace \"$TEMPORAL_NAMESPACE\" (the worker's namespace)", strings.Join(args, " "), namespace)
+			}
+		}
+	}
+	if !waits {
+		t.Errorf("the namespace job does not wait for `temporal operator cluster health` before it creates the namespace")
+	}
+	if !creates {
+		t.Errorf("the namespace job never runs `temporal operator namespace create`")
+	}
+}
+
+// The server version the temporal CLI embeds, from its --version line or its go.mod, and the CLI
+// version the Makefile pins.
+var (
+	cliVersionLineRE = regexp.MustCompile(`\(Server (\d+\.\d+\.\d+)`)
+	cliGoModRE       = regexp.MustCompile(`(?m)^\s*go\.temporal\.io/server v(\d+\.\d+\.\d+)\s*$`)
+	makefileCLIRE    = regexp.MustCompile(`(?m)^TEMPORAL_CLI_VERSION\s*:?=\s*(\S+)\s*$`)
+)
+
+// devServerVersion is the Temporal server version the tests' dev server runs: the one the temporal
+// CLI pinned in the Makefile embeds, read from its go.mod in the module cache, else from the
+// installed CLI's --version. Empty when neither is on this machine.
+func devServerVersion(t *testing.T) (version, source string) {
+	t.Helper()
+	root := repoRoot(t)
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := makefileCLIRE.FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("the Makefile has no TEMPORAL_CLI_VERSION")
+	}
+	cliVersion := string(m[1])
+	if out, err := exec.CommandContext(t.Context(), "go", "env", "GOMODCACHE").Output(); err == nil {
+		goMod := filepath.Join(strings.TrimSpace(string(out)), "github.com", "temporalio", "cli@"+cliVersion, "go.mod")
+		if b, err := os.ReadFile(goMod); err == nil {
+			if m := cliGoModRE.FindSubmatch(b); m != nil {
+				return string(m[1]), "the go.mod of the temporal CLI " + cliVersion
+			}
+		}
+	}
+	cli := os.Getenv("TEMPORAL_CLI")
+	if cli == "" {
+		cli = filepath.Join(root, "bin", "temporal")
+	}
+	if out, err := exec.CommandContext(t.Context(), cli, "--version").Output(); err == nil {
+		if m := cliVersionLineRE.FindSubmatch(out); m != nil {
+			return string(m[1]), cli + " --version"
+		}
+	}
+	return "", ""
+}
+
+// The stack runs the Temporal server the tests run against, and admin-tools of the same release.
+func TestCompose_TemporalVersionMatchesTheTestsDevServer(t *testing.T) {
+	p := loadProject(t, false)
+	tag := func(image string) string {
+		_, tag, _ := strings.Cut(image[strings.LastIndex(image, "/")+1:], ":")
+		return tag
+	}
+	server, tools := tag(service(t, p, svcTemporal).Image), tag(service(t, p, svcSchemaJob).Image)
+	if server != strings.SplitN(tools, "-", 2)[0] {
+		t.Errorf("temporal runs server %s, admin-tools is of server %s; the schema must be the one the server expects", server, tools)
+	}
+	want, source := devServerVersion(t)
+	if want == "" {
+		t.Skip("neither the temporal CLI's go.mod nor the CLI is on this machine (make test installs it); cannot tell which server the tests run")
+	}
+	if server != want {
+		t.Errorf("temporal runs server %s, the tests' dev server is %s (from %s)", server, want, source)
+	}
+}
+
+// The worker's health check runs in its distroless image: no shell, so the exec form, and the
+// worker binary itself asking its own /readyz.
+func TestCompose_WorkerHealthCheckRunsInItsImage(t *testing.T) {
+	p := loadProject(t, false)
+	worker := service(t, p, svcWorker)
+	hc := worker.HealthCheck
+	if hc == nil || hc.Disable || len(hc.Test) < 2 {
+		t.Fatalf("worker has no health check")
+	}
+	test := []string(hc.Test)
+	if test[0] != "CMD" {
+		t.Fatalf("worker health check is %q; the distroless image has no shell, want the exec form [CMD ...]", test)
+	}
+	installed := parseDockerfile(t).target(t, worker).installedIn()
+	if _, ok := installed[test[1]]; !ok {
+		t.Errorf("worker health check runs %s, which its image does not install", test[1])
+	}
+	raw := flagValue(test, "--probe")
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		t.Fatalf("worker health check probes %q, want --probe http://127.0.0.1:PORT/readyz", raw)
+	}
+	addr, _ := env(worker, workerVariable(t, workerVariables(t), "envHTTPAddress"))
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("worker's HTTP address %q: %v", addr, err)
+	}
+	if u.Port() != port {
+		t.Errorf("worker health check probes port %q, the worker serves on %s", u.Port(), port)
+	}
+	if u.Path != "/readyz" {
+		t.Errorf("worker health check probes %s, want /readyz", u.Path)
+	}
+	if ip := net.ParseIP(u.Hostname()); listensOnAllInterfaces(host) && (ip == nil || !ip.IsLoopback()) {
+		t.Errorf("worker health check probes host %s; it runs inside the container, want 127.0.0.1", u.Hostname())
+	} else if !listensOnAllInterfaces(host) && u.Hostname() != host {
+		t.Errorf("worker health check probes host %s, the worker listens on %s only", u.Hostname(), host)
+	}
+}
+
+// TestWorker_ProbeFlag runs `worker --probe URL`, what the compose health check runs, against a
+// server that answers 200, then 503, then nothing: exit 0 only for the 200, with no settings in
+// the environment at all (a probe reads none). It skips while the worker has no --probe flag.
+func TestWorker_ProbeFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the worker; skipped with -short")
+	}
+	bin := filepath.Join(t.TempDir(), "worker")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./worker")
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./worker: %v\n%s", err, out)
+	}
+	probe := func(target string) (int, string) {
+		cmd := exec.CommandContext(t.Context(), bin, "--probe", target)
+		cmd.Env = []string{}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+			return 0, out.String()
+		case errors.As(err, &exit):
+			return exit.ExitCode(), out.String()
+		}
+		t.Fatalf("worker --probe: %v", err)
+		return -1, ""
+	}
+
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	if code, out := probe(srv.URL + "/readyz"); code == 2 && strings.Contains(out, "flag provided but not defined: -probe") {
+		srv.Close()
+		t.Skip("the worker has no --probe flag yet, so the compose health check fails: it needs `worker --probe URL`, " +
+			"one GET of URL with a timeout below the health check's, exit 0 on 2xx and 1 otherwise, reading no environment")
+	} else if code != 0 {
+		t.Errorf("worker --probe against a 200: exit %d, want 0 (%s)", code, out)
+	}
+	status = http.StatusServiceUnavailable
+	if code, out := probe(srv.URL + "/readyz"); code == 0 {
+		t.Errorf("worker --probe against a 503: exit 0, want non-zero (%s)", out)
+	}
+	srv.Close()
+	if code, out := probe(srv.URL + "/readyz"); code == 0 {
+		t.Errorf("worker --probe against nothing: exit 0, want non-zero (%s)", out)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // installDir is where the final image holds the binaries.
@@ -27,8 +29,9 @@ type dockerfile struct {
 
 type stage struct {
 	name, image string            // image with the global ARGs expanded
+	parent      *stage            // the earlier stage this one is built FROM, if any
 	vars        map[string]string // the stage's ARGs, then ENVs over them
-	env         map[string]string // the stage's ENVs only
+	env         map[string]string // the stage's ENVs, those of its parent stage included
 	insts       []instruction
 }
 
@@ -75,6 +78,15 @@ func parseDockerfile(t *testing.T) *dockerfile {
 			cur = &stage{image: expand(fields[0], df.globalArgs), vars: map[string]string{}, env: map[string]string{}}
 			if len(fields) == 3 && strings.EqualFold(fields[1], "AS") {
 				cur.name = fields[2]
+			}
+			// FROM an earlier stage: its ENV carries over, its ARGs do not (as in Docker).
+			for _, earlier := range df.stages {
+				if earlier.name != "" && earlier.name == cur.image {
+					cur.parent = earlier
+					for k, v := range earlier.env {
+						cur.env[k], cur.vars[k] = v, v
+					}
+				}
 			}
 			df.stages = append(df.stages, cur)
 			continue
@@ -217,13 +229,11 @@ func merged(a, b map[string]string) map[string]string {
 	return out
 }
 
-// installed maps each binary the final stage copies from a build stage into installDir to the path
-// it was built at: /usr/local/bin/worker to /out/worker in stage build.
-func (df *dockerfile) installed(t *testing.T) map[string]struct{ stage, src string } {
-	t.Helper()
-	final := df.stages[len(df.stages)-1]
+// installedIn maps each binary the stage copies from a build stage into installDir to the path it
+// was built at: /usr/local/bin/worker to /out/worker in stage build.
+func (s *stage) installedIn() map[string]struct{ stage, src string } {
 	out := map[string]struct{ stage, src string }{}
-	for _, args := range final.all("COPY") {
+	for _, args := range s.all("COPY") {
 		fields := strings.Fields(args)
 		var from string
 		var paths []string
@@ -243,7 +253,23 @@ func (df *dockerfile) installed(t *testing.T) map[string]struct{ stage, src stri
 			if strings.HasSuffix(dest, "/") {
 				target = dest + filepath.Base(src)
 			}
-			out[target] = struct{ stage, src string }{from, src}
+			if strings.HasPrefix(target, installDir) {
+				out[target] = struct{ stage, src string }{from, src}
+			}
+		}
+	}
+	return out
+}
+
+// final is the last stage: what docker build builds without --target, the production image.
+func (df *dockerfile) final() *stage { return df.stages[len(df.stages)-1] }
+
+// images are the stages that make an image to run: those that install binaries into installDir.
+func (df *dockerfile) images() []*stage {
+	var out []*stage
+	for _, s := range df.stages {
+		if len(s.installedIn()) > 0 {
+			out = append(out, s)
 		}
 	}
 	return out
@@ -260,51 +286,109 @@ func (df *dockerfile) stage(t *testing.T, name string) *stage {
 	return nil
 }
 
-func TestDockerfile_FinalStageIsDistrolessNonroot(t *testing.T) {
-	df := parseDockerfile(t)
-	final := df.stages[len(df.stages)-1]
-
-	if !strings.HasPrefix(final.image, "gcr.io/distroless/static") || !strings.Contains(final.image, ":nonroot") {
-		t.Errorf("final stage is FROM %s, want gcr.io/distroless/static-...:nonroot (no shell, no libc, not root)", final.image)
+// target is the stage a compose service builds: its build target, else the final stage.
+func (df *dockerfile) target(t *testing.T, s types.ServiceConfig) *stage {
+	t.Helper()
+	if s.Build.Target == "" {
+		return df.final()
 	}
-	users := final.all("USER")
-	if len(users) == 0 {
-		t.Errorf("final stage sets no USER; want nonroot:nonroot")
-	} else if user, _, _ := strings.Cut(users[len(users)-1], ":"); user == "" || user == "root" || user == "0" {
-		t.Errorf("final stage runs as USER %s, want a non-root user", users[len(users)-1])
-	}
+	return df.stage(t, s.Build.Target)
+}
 
+// entrypoint is the exec-form ENTRYPOINT a stage ends with.
+func (s *stage) entrypoint(t *testing.T) []string {
+	t.Helper()
+	eps := s.all("ENTRYPOINT")
+	if len(eps) == 0 {
+		return nil
+	}
 	var entrypoint []string
-	if eps := final.all("ENTRYPOINT"); len(eps) > 0 {
-		if err := json.Unmarshal([]byte(eps[len(eps)-1]), &entrypoint); err != nil {
-			t.Errorf("ENTRYPOINT %s is not the exec (JSON) form: %v; the shell form needs a shell distroless lacks", eps[len(eps)-1], err)
+	if err := json.Unmarshal([]byte(eps[len(eps)-1]), &entrypoint); err != nil {
+		t.Errorf("stage %s: ENTRYPOINT %s is not the exec (JSON) form: %v; the shell form needs a shell distroless lacks", s.name, eps[len(eps)-1], err)
+	}
+	return entrypoint
+}
+
+// exposed is every port a stage EXPOSEs.
+func (s *stage) exposed() []string {
+	var out []string
+	for _, e := range s.all("EXPOSE") {
+		for _, f := range strings.Fields(e) {
+			p, _, _ := strings.Cut(f, "/")
+			out = append(out, p)
 		}
 	}
-	if want := []string{installDir + "worker"}; !slices.Equal(entrypoint, want) {
-		t.Errorf("ENTRYPOINT is %q, want %q", entrypoint, want)
+	return out
+}
+
+// emulatorCommand is the emulator binary's name, as `make build` names it.
+const emulatorCommand = "emulator"
+
+func TestDockerfile_ImagesAreDistrolessNonroot(t *testing.T) {
+	df := parseDockerfile(t)
+	images := df.images()
+	if len(images) == 0 {
+		t.Fatal("no stage of the Dockerfile installs a binary")
+	}
+	for _, img := range images {
+		if !strings.HasPrefix(img.image, "gcr.io/distroless/static") || !strings.Contains(img.image, ":nonroot") {
+			t.Errorf("stage %s is FROM %s, want gcr.io/distroless/static-...:nonroot (no shell, no libc, not root)", img.name, img.image)
+		}
+		users := img.all("USER")
+		if len(users) == 0 {
+			t.Errorf("stage %s sets no USER; want nonroot:nonroot", img.name)
+		} else if user, _, _ := strings.Cut(users[len(users)-1], ":"); user == "" || user == "root" || user == "0" {
+			t.Errorf("stage %s runs as USER %s, want a non-root user", img.name, users[len(users)-1])
+		}
+		ep := img.entrypoint(t)
+		if len(ep) == 0 {
+			t.Errorf("stage %s has no ENTRYPOINT", img.name)
+		} else if _, ok := img.installedIn()[ep[0]]; !ok {
+			t.Errorf("stage %s's ENTRYPOINT %s is not a binary it installs", img.name, ep[0])
+		}
+		labels := strings.Join(img.all("LABEL"), " ")
+		for _, l := range []string{"org.opencontainers.image.title", "org.opencontainers.image.source", "org.opencontainers.image.version"} {
+			if !strings.Contains(labels, l+"=") {
+				t.Errorf("stage %s has no %s label", img.name, l)
+			}
+		}
 	}
 
+	final := df.final()
+	if want := []string{installDir + svcWorker}; !slices.Equal(final.entrypoint(t), want) {
+		t.Errorf("the production image (final stage %s) has ENTRYPOINT %q, want %q", final.name, final.entrypoint(t), want)
+	}
 	p := loadProject(t, false)
 	addr, _ := env(service(t, p, svcWorker), workerVariable(t, workerVariables(t), "envHTTPAddress"))
 	if _, port, err := net.SplitHostPort(addr); err != nil {
 		t.Errorf("worker's HTTP address %q: %v", addr, err)
-	} else {
-		var exposed []string
-		for _, e := range final.all("EXPOSE") {
-			for _, f := range strings.Fields(e) {
-				p, _, _ := strings.Cut(f, "/")
-				exposed = append(exposed, p)
-			}
-		}
-		if !slices.Contains(exposed, port) {
-			t.Errorf("final stage EXPOSEs %v, want the worker's HTTP port %s", exposed, port)
+	} else if !slices.Contains(final.exposed(), port) {
+		t.Errorf("the production image EXPOSEs %v, want the worker's HTTP port %s", final.exposed(), port)
+	}
+	em := service(t, p, svcEmulator)
+	if _, port, err := net.SplitHostPort(emulatorAddr(t, em)); err == nil {
+		if s := df.target(t, em); !slices.Contains(s.exposed(), port) {
+			t.Errorf("stage %s EXPOSEs %v, want the emulator's port %s", s.name, s.exposed(), port)
 		}
 	}
+}
 
-	labels := strings.Join(final.all("LABEL"), " ")
-	for _, l := range []string{"org.opencontainers.image.title", "org.opencontainers.image.source", "org.opencontainers.image.version"} {
-		if !strings.Contains(labels, l+"=") {
-			t.Errorf("final stage has no %s label", l)
+// The production image is what runs against the real control plane: it must not carry the
+// emulator, which accepts any request signed with a key it is given.
+func TestDockerfile_ProductionImageShipsNoEmulator(t *testing.T) {
+	df := parseDockerfile(t)
+	final := df.final()
+	for target, from := range final.installedIn() {
+		if filepath.Base(target) == emulatorCommand || strings.Contains(from.src, emulatorCommand) {
+			t.Errorf("the production image (final stage %s) installs %s (from %s %s)", final.name, target, from.stage, from.src)
+		}
+	}
+	// Nor does it need the emulator compiled: no stage it copies from builds it.
+	for _, from := range final.installedIn() {
+		for _, b := range df.stage(t, from.stage).goBuilds(t, nil) {
+			if strings.Contains(b.pkg, emulatorCommand) {
+				t.Errorf("stage %s, which the production image copies from, builds %s; build it in a stage of its own", from.stage, b.pkg)
+			}
 		}
 	}
 }
@@ -312,72 +396,89 @@ func TestDockerfile_FinalStageIsDistrolessNonroot(t *testing.T) {
 func TestDockerfile_BuildsWhatTheMakefileBuilds(t *testing.T) {
 	df := parseDockerfile(t)
 	want := makefileCommands(t)
-	installed := df.installed(t)
 
 	goImage := df.stages[0].image
 	if _, tag, ok := strings.Cut(goImage, ":"); !ok || (tag != goVersion(t) && !strings.HasPrefix(tag, goVersion(t)+"-")) {
 		t.Errorf("first stage builds with %s, want the Go version go.mod asks for, %s", goImage, goVersion(t))
 	}
 
-	for cmd, pkg := range want {
-		target := installDir + cmd
-		from, ok := installed[target]
-		if !ok {
-			t.Errorf("final stage does not install %s; `make build` builds %s from %s", target, cmd, pkg)
-			continue
-		}
-		var build *goBuild
-		for _, b := range df.stage(t, from.stage).goBuilds(t, nil) {
-			if b.out == from.src {
-				build = &b
+	// Every command `make build` builds is in exactly one image: the emulator in its own, the rest in
+	// the production image.
+	installedBy := map[string][]string{}
+	for _, img := range df.images() {
+		for target, from := range img.installedIn() {
+			cmd := strings.TrimPrefix(target, installDir)
+			installedBy[cmd] = append(installedBy[cmd], img.name)
+			pkg, ok := want[cmd]
+			if !ok {
+				t.Errorf("stage %s installs %s, which `make build` does not build", img.name, target)
+				continue
+			}
+			var build *goBuild
+			for _, b := range df.stage(t, from.stage).goBuilds(t, nil) {
+				if b.out == from.src {
+					build = &b
+				}
+			}
+			if build == nil {
+				t.Errorf("stage %s copies %s from stage %s, which builds no %s", img.name, target, from.stage, from.src)
+				continue
+			}
+			if filepath.Clean(build.pkg) != pkg {
+				t.Errorf("%s is built from %s, `make build` builds it from %s", target, build.pkg, pkg)
+			}
+			if build.env["CGO_ENABLED"] != "0" {
+				t.Errorf("%s is built with CGO_ENABLED=%q, want 0: distroless static has no libc", target, build.env["CGO_ENABLED"])
+			}
+			if !slices.Contains(build.args, "-trimpath") {
+				t.Errorf("%s is built without -trimpath", target)
 			}
 		}
-		if build == nil {
-			t.Errorf("final stage copies %s from stage %s, which builds no %s", target, from.stage, from.src)
-			continue
-		}
-		if filepath.Clean(build.pkg) != pkg {
-			t.Errorf("%s is built from %s, `make build` builds it from %s", target, build.pkg, pkg)
-		}
-		if build.env["CGO_ENABLED"] != "0" {
-			t.Errorf("%s is built with CGO_ENABLED=%q, want 0: distroless static has no libc", target, build.env["CGO_ENABLED"])
-		}
-		if !slices.Contains(build.args, "-trimpath") {
-			t.Errorf("%s is built without -trimpath", target)
-		}
 	}
-	for target := range installed {
-		if _, ok := want[strings.TrimPrefix(target, installDir)]; !ok {
-			t.Errorf("final stage installs %s, which `make build` does not build", target)
+	final := df.final().name
+	for cmd, pkg := range want {
+		switch stages := installedBy[cmd]; {
+		case len(stages) == 0:
+			t.Errorf("no image installs %s; `make build` builds it from %s", cmd, pkg)
+		case len(stages) > 1:
+			t.Errorf("%s is installed by stages %v, want one", cmd, stages)
+		case cmd != emulatorCommand && stages[0] != final:
+			t.Errorf("%s is installed by stage %s, want the production image (stage %s)", cmd, stages[0], final)
 		}
 	}
 }
 
 func TestCompose_EntrypointsAreInTheImage(t *testing.T) {
-	installed := parseDockerfile(t).installed(t)
+	df := parseDockerfile(t)
 	p := loadProject(t, false)
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
 		if s.Build == nil {
 			continue
 		}
-		if len(s.Entrypoint) == 0 {
-			if name != svcWorker {
-				t.Errorf("service %s runs the image's entrypoint, the worker; set entrypoint to its binary", name)
-			}
+		target := df.target(t, s)
+		entrypoint := []string(s.Entrypoint)
+		if len(entrypoint) == 0 {
+			entrypoint = target.entrypoint(t)
+		}
+		if len(entrypoint) == 0 {
+			t.Errorf("service %s runs nothing: neither it nor stage %s sets an entrypoint", name, target.name)
 			continue
 		}
-		if _, ok := installed[s.Entrypoint[0]]; !ok {
-			t.Errorf("service %s runs %s, which the image does not install", name, s.Entrypoint[0])
+		if _, ok := target.installedIn()[entrypoint[0]]; !ok {
+			t.Errorf("service %s runs %s, which its image (stage %s) does not install", name, entrypoint[0], target.name)
 		}
-		if want := installDir + name; name != svcWorker && s.Entrypoint[0] != want {
-			t.Errorf("service %s runs %s, want %s", name, s.Entrypoint[0], want)
+		if want := installDir + name; entrypoint[0] != want {
+			t.Errorf("service %s runs %s, want %s", name, entrypoint[0], want)
+		}
+		if name != svcEmulator && target != df.final() {
+			t.Errorf("service %s builds stage %s, want the production image (stage %s)", name, target.name, df.final().name)
 		}
 	}
 }
 
 // TestDockerfile_GoBuildCommandsBuild runs the Dockerfile's go build commands, as written there (with
-// its ENV and a test VERSION), into a temporary directory: the image's binaries build from this
+// its ENV and a test VERSION), into a temporary directory: the images' binaries build from this
 // repository, static, with the version stamped in.
 func TestDockerfile_GoBuildCommandsBuild(t *testing.T) {
 	if testing.Short() {
@@ -392,30 +493,32 @@ func TestDockerfile_GoBuildCommandsBuild(t *testing.T) {
 	const version = "v0.0.0-compose-test"
 
 	built := map[string]string{}
-	for target, from := range df.installed(t) {
-		for _, b := range df.stage(t, from.stage).goBuilds(t, map[string]string{"VERSION": version}) {
-			if b.out != from.src {
-				continue
-			}
-			out := filepath.Join(dir, filepath.Base(b.out))
-			args := slices.Clone(b.args)
-			for i, a := range args {
-				if a == "-o" && i+1 < len(args) {
-					args[i+1] = out
-				} else if strings.HasPrefix(a, "-o=") {
-					args[i] = "-o=" + out
+	for _, img := range df.images() {
+		for target, from := range img.installedIn() {
+			for _, b := range df.stage(t, from.stage).goBuilds(t, map[string]string{"VERSION": version}) {
+				if b.out != from.src {
+					continue
 				}
+				out := filepath.Join(dir, filepath.Base(b.out))
+				args := slices.Clone(b.args)
+				for i, a := range args {
+					if a == "-o" && i+1 < len(args) {
+						args[i+1] = out
+					} else if strings.HasPrefix(a, "-o=") {
+						args[i] = "-o=" + out
+					}
+				}
+				cmd := exec.CommandContext(t.Context(), goBin, append([]string{"build"}, args...)...)
+				cmd.Dir = root
+				cmd.Env = os.Environ()
+				for k, v := range b.env {
+					cmd.Env = append(cmd.Env, k+"="+v)
+				}
+				if output, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("go build %s (for %s): %v\n%s", strings.Join(args, " "), target, err, output)
+				}
+				built[filepath.Base(target)] = out
 			}
-			cmd := exec.CommandContext(t.Context(), goBin, append([]string{"build"}, args...)...)
-			cmd.Dir = root
-			cmd.Env = os.Environ()
-			for k, v := range b.env {
-				cmd.Env = append(cmd.Env, k+"="+v)
-			}
-			if output, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("go build %s (for %s): %v\n%s", strings.Join(args, " "), target, err, output)
-			}
-			built[filepath.Base(target)] = out
 		}
 	}
 	for cmd := range makefileCommands(t) {
