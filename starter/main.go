@@ -1,28 +1,35 @@
 // Command starter asks the worker to remove one agent connection, or with --all every connection of
 // one agent: it starts RemoveConnectionWorkflow (or RemoveAgentConnectionsWorkflow) under the
 // workflow ID docs/contract.md gives it, or attaches to the one already running under that ID, and
-// by default waits for the outcome, showing the teardown's progress as it goes.
+// by default waits for the outcome, showing the teardown's progress as it goes. Its flags follow the
+// temporal CLI's: -o json|text, --address, --namespace, --profile (or --env), --yes; `starter -h`
+// lists them all with the environment variables it reads.
 //
-//	starter --agent-id A --connection-id C [--missing-ok=true] [--wait=true] [--json] [--task-queue Q]
-//	starter --agent-id A --all [--connection-ids C1,C2] [--concurrency N] [--continue-on-error=true]
-//	        [--missing-ok=true] [--wait=true] [--json] [--task-queue Q]
+//	starter --agent-id A --connection-id C [--missing-ok=true] [--wait=true] [--timeout D] [-o json|text]
+//	starter --agent-id A --all [--connection-ids C1,C2] [--concurrency N] [--continue-on-error=true] ...
+//	starter ... --dry-run         print what would be started; start nothing, contact nothing
 //
 // The Temporal connection comes from the environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
-// TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE) through the SDK's envconfig, as for the worker.
+// TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE) through the SDK's
+// envconfig, as for the worker; --address, --namespace, --profile and --config-file override it.
+//
+// When stdin and stdout are both terminals, the starter asks before it starts anything, unless
+// --yes; in scripts and pipes it does not ask.
 //
 // Exit codes: 0 when the connection is removed or already absent, or with --all when every
 // connection ended removed or already absent and the teardown was not cancelled (with
-// --wait=false: when the workflow is started or attached to); 1 when the removal failed, or the
-// teardown failed, was cancelled or left any connection failed, remained, reappeared or skipped;
-// 2 when the starter could not start or follow it (bad usage or settings, Temporal unreachable,
-// interrupted while waiting).
+// --wait=false: when the workflow is started or attached to; with --dry-run: when the command
+// line is valid); 1 when the removal failed, or the teardown failed, was cancelled or left any
+// connection failed, remained, reappeared or skipped; 2 when the starter could not start or follow
+// it (bad usage or settings, Temporal unreachable, the question not answered yes); 124 when
+// --timeout ran out while waiting (the workflow goes on); 130 when interrupted (Ctrl-C), 143 on
+// SIGTERM (the workflow goes on either way).
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -34,102 +41,170 @@ import (
 	"github.com/agentops/agentconnections/internal/environ"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/term"
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/internal/logging"
 )
-
-const usageLine = "usage: starter --agent-id A (--connection-id C | --all [--connection-ids C1,C2] [--concurrency N] [--continue-on-error=true]) [--missing-ok=true] [--wait=true] [--json] [--task-queue Q]"
 
 // dialTimeout bounds the connection to Temporal, so a wrong address fails instead of hanging.
 const dialTimeout = 10 * time.Second
 
 // Exit codes.
 const (
-	exitOK      = 0
-	exitFailed  = 1 // the removal or teardown ran and failed, or left connections behind
-	exitStarter = 2 // the starter could not start or follow the workflow
+	exitOK          = 0
+	exitFailed      = 1   // the removal or teardown ran and failed, or left connections behind
+	exitStarter     = 2   // the starter could not start or follow the workflow
+	exitTimedOut    = 124 // --timeout ran out while waiting, as timeout(1) reports it
+	exitInterrupted = 130 // 128 + SIGINT
+	exitTerminated  = 143 // 128 + SIGTERM
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
-	stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		// A second Ctrl-C ends the process at once.
+		signal.Stop(signals)
+		cancel(interrupted{sig})
+	}()
+	code := runConsole(ctx, os.Args[1:], os.Environ(), console{
+		stdin:       os.Stdin,
+		stdout:      os.Stdout,
+		stderr:      os.Stderr,
+		interactive: isTerminal(os.Stdin) && isTerminal(os.Stdout),
+	})
 	os.Exit(code)
 }
 
-// options are the parsed command line.
-type options struct {
-	agentID, connectionID string
-	missingOK, wait, json bool
-	taskQueue             string
+// interrupted is the cause main cancels the run's context with when a signal arrives.
+type interrupted struct{ sig os.Signal }
 
-	// The teardown of every connection (--all) and its settings.
-	all             bool
-	connectionIDs   []string // empty: the teardown lists the agent's connections itself
-	concurrency     int      // 0: the workflow's default
-	continueOnError bool
+func (i interrupted) Error() string { return "interrupted by " + i.sig.String() }
+
+// console is where the starter talks: stdin only for its question before starting.
+type console struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// interactive is true when stdin and stdout are both terminals: a person can be asked.
+	interactive bool
 }
 
-// run is the whole command; it returns the exit code. environ is in os.Environ form. Each step is
-// a function below, in the order they run.
+// isTerminal reports whether f is a terminal. A character device is not enough: /dev/null is one.
+func isTerminal(f any) bool {
+	fd, ok := f.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(fd.Fd()))
+}
+
+// run is the starter without a terminal: it never asks. environ is in os.Environ form.
 func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int {
+	return runConsole(ctx, args, vars, console{stdout: stdout, stderr: stderr})
+}
+
+// runConsole is the whole command; it returns the exit code. Each step is a function below, in the
+// order they run.
+func runConsole(ctx context.Context, args, vars []string, con console) int {
 	env := environ.Env(vars)
-	opts, code, ok := parseArgs(args, env, stderr)
+	opts, code, ok := parseArgs(args, env, con.stdout, con.stderr)
 	if !ok {
 		return code
 	}
-
-	clientOpts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{EnvLookup: env})
+	clientOpts, err := loadClientOptions(env, opts)
 	if err != nil {
-		return failf(stderr, exitStarter, "temporal client settings (TEMPORAL_*): %v", err)
+		return failf(con.stderr, exitStarter, "temporal client settings (TEMPORAL_*): %v", err)
 	}
-	// The SDK's default logger writes to stdout, which would spoil --json; its warnings go to
+	p := newPlan(opts, clientOpts)
+	if opts.dryRun {
+		return printDryRun(con.stdout, con.stderr, opts, p)
+	}
+	if con.interactive && !opts.yes {
+		if code, ok := confirm(ctx, con, p); !ok {
+			return code
+		}
+	}
+	// The SDK's default logger writes to stdout, which would spoil -o json; its warnings go to
 	// stderr instead.
-	zl, err := logging.New(logging.FormatConsole, "warn", stderr)
+	zl, err := logging.New(logging.FormatConsole, "warn", con.stderr)
 	if err != nil {
-		return failf(stderr, exitStarter, "%v", err)
+		return failf(con.stderr, exitStarter, "%v", err)
 	}
 	defer func() { _ = zl.Sync() }()
 	clientOpts.Logger = logging.NewAdapter(zl)
 
 	c, err := dial(ctx, clientOpts)
-	if err != nil {
-		return failf(stderr, exitStarter, "%v", err)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return interruptedf(ctx, con.stderr, "interrupted while connecting to Temporal; nothing started")
+	case err != nil:
+		return failf(con.stderr, exitStarter, "%v", err)
 	}
 	defer c.Close()
 
 	if opts.all {
-		return runTeardown(ctx, c, opts, stdout, stderr)
+		return runTeardown(ctx, c, opts, con.stdout, con.stderr)
 	}
-	return runRemoval(ctx, c, opts, stdout, stderr)
+	return runRemoval(ctx, c, opts, con.stdout, con.stderr)
+}
+
+// loadClientOptions reads the Temporal connection as every Temporal tool does (envconfig: the
+// profile of the config file, then TEMPORAL_* over it), then applies --address and --namespace.
+func loadClientOptions(env environ.Env, opts options) (client.Options, error) {
+	if opts.configFile != "" {
+		// envconfig quietly skips a missing file; one named on the command line must exist.
+		if _, err := os.Stat(opts.configFile); err != nil {
+			return client.Options{}, fmt.Errorf("--config-file: %w", err)
+		}
+	}
+	clientOpts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{
+		ConfigFilePath:    opts.configFile,
+		ConfigFileProfile: opts.profile,
+		EnvLookup:         env,
+	})
+	if err != nil {
+		return client.Options{}, err
+	}
+	if opts.address != "" {
+		clientOpts.HostPort = opts.address
+	}
+	if opts.namespace != "" {
+		clientOpts.Namespace = opts.namespace
+	}
+	if clientOpts.HostPort == "" {
+		clientOpts.HostPort = client.DefaultHostPort
+	}
+	if clientOpts.Namespace == "" {
+		clientOpts.Namespace = client.DefaultNamespace
+	}
+	return clientOpts, nil
 }
 
 // dial connects to Temporal within dialTimeout; its error names the address and namespace tried.
 func dial(ctx context.Context, clientOpts client.Options) (client.Client, error) {
-	hostPort, namespace := clientOpts.HostPort, clientOpts.Namespace
-	if hostPort == "" {
-		hostPort = client.DefaultHostPort
-	}
-	if namespace == "" {
-		namespace = client.DefaultNamespace
-	}
 	dialCtx, cancel := context.WithTimeout(ctx, dialTimeout)
 	c, err := client.DialContext(dialCtx, clientOpts)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("cannot connect to Temporal at %s (namespace %s): %w", hostPort, namespace, err)
+		return nil, fmt.Errorf("cannot connect to Temporal at %s (namespace %s): %w", clientOpts.HostPort, clientOpts.Namespace, err)
 	}
 	return c, nil
+}
+
+// removalInput is the workflow input the command line asks for. MissingOK is always sent, so the
+// flag's default, not the workflow's, is what the user was shown.
+func removalInput(opts options) ac.RemoveConnectionInput {
+	missingOK := opts.missingOK
+	return ac.RemoveConnectionInput{AgentID: opts.agentID, ConnectionID: opts.connectionID, MissingOK: &missingOK}
 }
 
 // runRemoval starts or follows the removal of one connection and returns the exit code.
 func runRemoval(ctx context.Context, c client.Client, opts options, stdout, stderr io.Writer) int {
 	workflowID := ac.RemoveConnectionWorkflowID(opts.agentID, opts.connectionID)
-	missingOK := opts.missingOK
 	wr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        workflowID,
 		TaskQueue: opts.taskQueue,
@@ -137,29 +212,47 @@ func runRemoval(ctx context.Context, c client.Client, opts options, stdout, stde
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		// After a removal has closed, however it ended, the same connection may be removed again.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-	}, ac.RemoveConnectionWorkflowType, ac.RemoveConnectionInput{
-		AgentID:      opts.agentID,
-		ConnectionID: opts.connectionID,
-		MissingOK:    &missingOK,
-	})
-	if err != nil {
+	}, ac.RemoveConnectionWorkflowType, removalInput(opts))
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return interruptedf(ctx, stderr, "interrupted while starting removal %s; it may have started: run the same command to follow it", workflowID)
+	case err != nil:
 		return failf(stderr, exitStarter, "start removal %s: %v", workflowID, err)
 	}
 
 	if !opts.wait {
-		if opts.json {
-			return writeJSON(stdout, stderr, startedJSON{WorkflowID: wr.GetID(), RunID: wr.GetRunID()}, exitOK)
-		}
-		_, _ = fmt.Fprintf(stdout, "workflow_id: %s\nrun_id: %s\n", wr.GetID(), wr.GetRunID())
-		return exitOK
+		return printStarted(stdout, stderr, opts, wr)
 	}
-	return waitRemoval(ctx, wr, opts, stdout, stderr)
+	waitCtx, cancel := withTimeout(ctx, opts.timeout)
+	defer cancel()
+	return waitRemoval(ctx, waitCtx, wr, opts, stdout, stderr)
 }
 
-// waitRemoval waits for the removal's outcome, prints it, and returns the exit code.
-func waitRemoval(ctx context.Context, wr client.WorkflowRun, opts options, stdout, stderr io.Writer) int {
+// printStarted says which workflow was started or attached to, for --wait=false.
+func printStarted(stdout, stderr io.Writer, opts options, wr client.WorkflowRun) int {
+	if opts.json {
+		return writeJSON(stdout, stderr, startedJSON{WorkflowID: wr.GetID(), RunID: wr.GetRunID()}, exitOK)
+	}
+	_, _ = fmt.Fprintf(stdout, "workflow_id: %s\nrun_id: %s\n", wr.GetID(), wr.GetRunID())
+	return exitOK
+}
+
+// errTimedOut is the cause of a wait that --timeout ended.
+var errTimedOut = errors.New("--timeout ran out")
+
+// withTimeout bounds ctx by the --timeout value; 0 leaves it unbounded.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, d, errTimedOut)
+}
+
+// waitRemoval waits for the removal's outcome, prints it, and returns the exit code. ctx is the
+// run's (cancelled on interrupt), waitCtx the wait's (bounded by --timeout too).
+func waitRemoval(ctx, waitCtx context.Context, wr client.WorkflowRun, opts options, stdout, stderr io.Writer) int {
 	var result ac.RemoveConnectionResult
-	err := wr.Get(ctx, &result)
+	err := wr.Get(waitCtx, &result)
 	var wfErr *temporal.WorkflowExecutionError
 	switch {
 	case err == nil:
@@ -173,8 +266,8 @@ func waitRemoval(ctx context.Context, wr client.WorkflowRun, opts options, stdou
 		}
 		_, _ = fmt.Fprintf(stderr, "removal failed: %s: %s\n", failureType, message)
 		return exitFailed
-	case ctx.Err() != nil:
-		return failf(stderr, exitStarter, "stopped waiting; removal %s (run %s) goes on", wr.GetID(), wr.GetRunID())
+	case waitCut(waitCtx, err):
+		return stoppedWaiting(ctx, opts, stderr, "removal", wr)
 	default:
 		return failf(stderr, exitStarter, "waiting for removal %s (run %s): %v", wr.GetID(), wr.GetRunID(), err)
 	}
@@ -186,135 +279,36 @@ func waitRemoval(ctx context.Context, wr client.WorkflowRun, opts options, stdou
 	return exitOK
 }
 
-// parseArgs reads and checks the command line. On bad usage it prints the problem and the usage
-// line and returns ok false with the exit code.
-func parseArgs(args []string, env environ.Env, stderr io.Writer) (opts options, code int, ok bool) {
-	fs := flag.NewFlagSet("starter", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		_, _ = fmt.Fprintln(stderr, usageLine)
+// waitCut reports whether a wait ended because its context did: an interrupt, or --timeout. The
+// SDK may give up a moment before the deadline it was given, so a deadline error counts too.
+func waitCut(waitCtx context.Context, err error) bool {
+	if waitCtx.Err() != nil {
+		return true
 	}
-	connectionIDs := defineFlags(fs, &opts, defaultTaskQueue(env))
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.PrintDefaults()
-			return opts, exitOK, false
-		}
-		// The flag package has printed the problem and the usage line.
-		return opts, exitStarter, false
-	}
-	if err := checkArgs(fs, &opts, *connectionIDs); err != nil {
-		_, _ = fmt.Fprintf(stderr, "starter: %s\n", err)
-		fs.Usage()
-		return opts, exitStarter, false
-	}
-	return opts, exitOK, true
+	_, bounded := waitCtx.Deadline()
+	var deadline *serviceerror.DeadlineExceeded
+	return bounded && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline))
 }
 
-// defaultTaskQueue is the --task-queue default: the worker's own setting when the environment
-// has one.
-func defaultTaskQueue(env environ.Env) string {
-	if v, _ := env.LookupEnv(ac.TaskQueueEnv); v != "" {
-		return v
+// stoppedWaiting reports a wait that ended before the workflow did, on an interrupt (ctx done) or
+// on --timeout, and returns the exit code for it. The workflow goes on either way.
+func stoppedWaiting(ctx context.Context, opts options, stderr io.Writer, what string, wr client.WorkflowRun) int {
+	rest := fmt.Sprintf("%s %s (run %s) goes on; run the same command to follow it again", what, wr.GetID(), wr.GetRunID())
+	if ctx.Err() != nil {
+		return interruptedf(ctx, stderr, "stopped waiting; %s", rest)
 	}
-	return ac.DefaultTaskQueue
+	return failf(stderr, exitTimedOut, "timed out after %s waiting; %s", opts.timeout, rest)
 }
 
-// defineFlags declares every flag on fs, each filling in its part of opts, and returns where
-// --connection-ids lands: checkArgs splits it.
-func defineFlags(fs *flag.FlagSet, opts *options, defaultQueue string) (connectionIDs *string) {
-	fs.StringVar(&opts.agentID, "agent-id", "", "agent whose connection to remove (required)")
-	fs.StringVar(&opts.connectionID, "connection-id", "", "connection to remove (required unless --all)")
-	fs.BoolVar(&opts.all, "all", false, "remove every connection of the agent (the teardown workflow) instead of one")
-	connectionIDs = fs.String("connection-ids", "", "with --all: remove exactly these connections (comma-separated) instead of listing the agent's")
-	fs.IntVar(&opts.concurrency, "concurrency", 0, fmt.Sprintf("with --all: DELETE requests in flight at most (0 means the workflow's default, %d; at most %d)", ac.DefaultTeardownConcurrency, ac.MaxTeardownConcurrency))
-	fs.BoolVar(&opts.continueOnError, "continue-on-error", true, "with --all: keep removing the other connections after one fails for good")
-	fs.BoolVar(&opts.missingOK, "missing-ok", true, "treat a connection that is not there as removed")
-	fs.BoolVar(&opts.wait, "wait", true, "wait for the outcome; with --wait=false print the workflow and run IDs")
-	fs.BoolVar(&opts.json, "json", false, "print JSON instead of plain words")
-	fs.StringVar(&opts.taskQueue, "task-queue", defaultQueue, "task queue of the worker (default from "+ac.TaskQueueEnv+")")
-	return connectionIDs
-}
-
-// checkArgs refuses a parsed command line that is incomplete, contradicts itself or names an
-// invalid ID; its error is the problem to print above the usage line.
-func checkArgs(fs *flag.FlagSet, opts *options, connectionIDs string) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	// The first flag given that means something only with --all.
-	teardownOnly := firstSet(set, "connection-ids", "concurrency", "continue-on-error")
-	switch {
-	case fs.NArg() > 0:
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case opts.agentID == "":
-		return errors.New("--agent-id is required")
-	case opts.all && opts.connectionID != "":
-		return errors.New("--connection-id and --all are mutually exclusive: give one connection or all of them")
-	case !opts.all && opts.connectionID == "":
-		return errors.New("--connection-id is required (or --all for every connection of the agent)")
-	case !opts.all && teardownOnly != "":
-		return fmt.Errorf("--%s needs --all", teardownOnly)
-	case strings.TrimSpace(opts.taskQueue) == "":
-		return errors.New("--task-queue is empty")
+// interruptedf prints one "starter: ..." line and returns the exit code for the signal that
+// cancelled ctx: 143 for SIGTERM, 130 otherwise.
+func interruptedf(ctx context.Context, stderr io.Writer, format string, a ...any) int {
+	code := exitInterrupted
+	var in interrupted
+	if errors.As(context.Cause(ctx), &in) && in.sig == syscall.SIGTERM {
+		code = exitTerminated
 	}
-	// The same checks the workflows make: refuse here, before anything is started.
-	if err := ac.ValidateID("agent_id", opts.agentID); err != nil {
-		return err
-	}
-	if !opts.all {
-		return ac.ValidateID("connection_id", opts.connectionID)
-	}
-	return checkTeardownArgs(opts, set["connection-ids"], connectionIDs)
-}
-
-// firstSet returns the first of names that set holds, or "".
-func firstSet(set map[string]bool, names ...string) string {
-	for _, name := range names {
-		if set[name] {
-			return name
-		}
-	}
-	return ""
-}
-
-// checkTeardownArgs checks what --all takes, setting opts.connectionIDs when --connection-ids was
-// given, with the same checks the teardown workflow makes of its input.
-func checkTeardownArgs(opts *options, idsGiven bool, connectionIDs string) error {
-	if opts.concurrency < 0 || opts.concurrency > ac.MaxTeardownConcurrency {
-		return fmt.Errorf("--concurrency is %d, want 0 (the workflow's default) to %d", opts.concurrency, ac.MaxTeardownConcurrency)
-	}
-	if idsGiven {
-		ids, err := splitConnectionIDs(connectionIDs)
-		if err != nil {
-			return err
-		}
-		opts.connectionIDs = ids
-	}
-	return teardownInput(*opts).Validate()
-}
-
-// splitConnectionIDs reads --connection-ids. An empty list, an empty entry or a repeated ID is
-// refused rather than guessed at: "remove exactly these" should not quietly mean "list them all"
-// or hide a typo.
-func splitConnectionIDs(s string) ([]string, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, errors.New("--connection-ids is empty (leave it out to remove every connection)")
-	}
-	parts := strings.Split(s, ",")
-	seen := make(map[string]bool, len(parts))
-	ids := make([]string, 0, len(parts))
-	for i, p := range parts {
-		id := strings.TrimSpace(p)
-		switch {
-		case id == "":
-			return nil, fmt.Errorf("--connection-ids has an empty entry at position %d", i+1)
-		case seen[id]:
-			return nil, fmt.Errorf("--connection-ids names %q twice", id)
-		}
-		seen[id] = true
-		ids = append(ids, id)
-	}
-	return ids, nil
+	return failf(stderr, code, format, a...)
 }
 
 // describeFailure names what ended a failed removal: the ApplicationError's type (the contract's

@@ -5,13 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,18 +91,6 @@ func TestRun_UsageErrors(t *testing.T) {
 	}
 }
 
-func TestRun_Help(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"-h"}, offlineEnv(t), &stdout, &stderr); code != 0 {
-		t.Errorf("exit code: got %d, want 0", code)
-	}
-	for _, want := range []string{usageLine, "-missing-ok", "-task-queue"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr: got %q, want it to contain %q", stderr.String(), want)
-		}
-	}
-}
-
 func TestParseArgs_Defaults(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -113,13 +104,15 @@ func TestParseArgs_Defaults(t *testing.T) {
 		{"defaults", nil, nil, "agent-connections", true, true, false},
 		{"queue from env", nil, environ.Env{"TEMPORAL_TASK_QUEUE=eu-removals"}, "eu-removals", true, true, false},
 		{"flag beats env", []string{"--task-queue", "q2"}, environ.Env{"TEMPORAL_TASK_QUEUE=eu-removals"}, "q2", true, true, false},
-		{"switches", []string{"--wait=false", "--missing-ok=false", "--json"}, nil, "agent-connections", false, false, true},
+		{"switches", []string{"--wait=false", "--missing-ok=false", "-o", "json"}, nil, "agent-connections", false, false, true},
+		{"long output flag", []string{"--output=json"}, nil, "agent-connections", true, true, true},
+		{"text output", []string{"-o", "text"}, nil, "agent-connections", true, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"--agent-id", "a1", "--connection-id", "c1"}, tt.args...)
 			var stderr bytes.Buffer
-			opts, _, ok := parseArgs(args, tt.env, &stderr)
+			opts, _, ok := parseArgs(args, tt.env, io.Discard, &stderr)
 			if !ok {
 				t.Fatalf("parseArgs refused %v: %s", args, stderr.String())
 			}
@@ -310,7 +303,7 @@ func TestRun_AgainstDevServer(t *testing.T) {
 		expect(t, starter(ids("ok")...), 0, "removed connection ok of agent a1 (1 request)\n", "")
 	})
 	t.Run("removed again after the first run closed, as JSON", func(t *testing.T) {
-		expect(t, starter(ids("ok", "--json")...), 0,
+		expect(t, starter(ids("ok", "-o", "json")...), 0,
 			`{"agent_id":"a1","connection_id":"ok","outcome":"removed","attempts":1}`+"\n", "")
 		if n := api.count("/v2/auth/agents/a1/connections/ok"); n != 2 {
 			t.Errorf("DELETEs of ok: got %d, want 2 (a new run after the closed one)", n)
@@ -331,7 +324,7 @@ func TestRun_AgainstDevServer(t *testing.T) {
 		}
 	})
 	t.Run("422 as JSON", func(t *testing.T) {
-		r := starter(ids("bad", "--json")...)
+		r := starter(ids("bad", "-o", "json")...)
 		if r.code != 1 {
 			t.Errorf("exit code: got %d, want 1", r.code)
 		}
@@ -345,7 +338,7 @@ func TestRun_AgainstDevServer(t *testing.T) {
 	})
 	t.Run("attach to the running removal", func(t *testing.T) {
 		var first, second startedJSON
-		r := starter(ids("slow", "--wait=false", "--json")...)
+		r := starter(ids("slow", "--wait=false", "-o", "json")...)
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &first) != nil {
 			t.Fatalf("first starter: got exit %d, stdout %q, stderr %q; want 0 and JSON", r.code, r.stdout, r.stderr)
 		}
@@ -354,7 +347,7 @@ func TestRun_AgainstDevServer(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("the first removal's DELETE did not arrive within 30s")
 		}
-		r = starter(ids("slow", "--wait=false", "--json")...)
+		r = starter(ids("slow", "--wait=false", "-o", "json")...)
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &second) != nil {
 			t.Fatalf("second starter: got exit %d, stdout %q, stderr %q; want 0 and JSON", r.code, r.stdout, r.stderr)
 		}
@@ -365,6 +358,16 @@ func TestRun_AgainstDevServer(t *testing.T) {
 		r = starter(ids("slow", "--wait=false")...)
 		wantPlain := fmt.Sprintf("workflow_id: %s\nrun_id: %s\n", first.WorkflowID, first.RunID)
 		expect(t, r, 0, wantPlain, "")
+
+		// Bounded waits on the running removal: --timeout, then SIGTERM; it goes on after both.
+		wantGoesOn := fmt.Sprintf("removal %s (run %s) goes on; run the same command to follow it again\n", first.WorkflowID, first.RunID)
+		r = starter(ids("slow", "--timeout", "1s")...)
+		expect(t, r, 124, "", "starter: timed out after 1s waiting; "+wantGoesOn)
+		ctx, cancel := context.WithCancelCause(context.Background())
+		time.AfterFunc(time.Second, func() { cancel(interrupted{syscall.SIGTERM}) })
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, ids("slow"), env, &stdout, &stderr)
+		expect(t, runResult{code, stdout.String(), stderr.String()}, 143, "", "starter: stopped waiting; "+wantGoesOn)
 
 		close(api.release)
 		c, err := client.Dial(client.Options{HostPort: hostPort, Logger: quietLogger()})
@@ -381,6 +384,39 @@ func TestRun_AgainstDevServer(t *testing.T) {
 		}
 		if n := api.count("/v2/auth/agents/a1/connections/slow"); n != 1 {
 			t.Errorf("DELETEs of slow: got %d, want 1 (the starters shared one removal)", n)
+		}
+	})
+	t.Run("--address and --namespace beat the environment", func(t *testing.T) {
+		dead := append(slices.Clone(env), "TEMPORAL_ADDRESS=127.0.0.1:1", "TEMPORAL_NAMESPACE=nowhere")
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), ids("flagged", "--address", hostPort, "-n", "default"), dead, &stdout, &stderr)
+		expect(t, runResult{code, stdout.String(), stderr.String()}, 0, "removed connection flagged of agent a1 (1 request)\n", "")
+		stdout.Reset()
+		stderr.Reset()
+		code = run(context.Background(), ids("flagged", "--namespace", "nowhere"), env, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), "nowhere") {
+			t.Errorf("in a namespace that does not exist: got exit %d, stderr %q; want 2 naming it", code, stderr.String())
+		}
+	})
+	t.Run("asked on a terminal", func(t *testing.T) {
+		r := runAsked(context.Background(), t, env, strings.NewReader("y\n"), ids("asked")...)
+		if r.code != 0 || !strings.HasSuffix(r.stdout, "Continue? [y/N] removed connection asked of agent a1 (1 request)\n") {
+			t.Errorf("answered yes: got exit %d, stdout %q, stderr %q; want the question, then the removal", r.code, r.stdout, r.stderr)
+		}
+		r = runAsked(context.Background(), t, env, strings.NewReader("n\n"), ids("declined")...)
+		if r.code != 2 || r.stderr != "starter: not confirmed; nothing started\n" {
+			t.Errorf("answered no: got exit %d, stderr %q; want 2 and nothing started", r.code, r.stderr)
+		}
+		c, err := client.Dial(client.Options{HostPort: hostPort, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.DescribeWorkflow(context.Background(), ac.RemoveConnectionWorkflowID("a1", "declined"), ""); err == nil {
+			t.Error("answered no, yet a removal of declined exists")
+		}
+		if n := api.count("/v2/auth/agents/a1/connections/declined"); n != 0 {
+			t.Errorf("answered no, yet %d DELETEs of declined", n)
 		}
 	})
 	if api.badKey.Load() {

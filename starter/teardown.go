@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,11 +28,11 @@ const (
 	plainProgressEvery = time.Second
 	// progressBarWidth is the number of cells in the terminal progress bar.
 	progressBarWidth = 20
-	// maxListed bounds the connections the summary lists one by one; --json has them all.
+	// maxListed bounds the connections the summary lists one by one; -o json has them all.
 	maxListed = 50
 )
 
-// teardownInput is the workflow input the command line asks for. MissingOK and ContinueOnError
+// teardownInput is the teardown's workflow input the command line asks for. MissingOK and ContinueOnError
 // are always sent, so the flags' defaults, not the workflow's, are what the user was shown.
 func teardownInput(opts options) ac.RemoveAgentConnectionsInput {
 	missingOK, continueOnError := opts.missingOK, opts.continueOnError
@@ -58,19 +57,24 @@ func runTeardown(ctx context.Context, c client.Client, opts options, stdout, std
 		// After a teardown has closed, however it ended, the agent may be torn down again.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	}, ac.RemoveAgentConnectionsWorkflowType, teardownInput(opts))
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return interruptedf(ctx, stderr, "interrupted while starting teardown %s; it may have started: run the same command to follow it", workflowID)
+	case err != nil:
 		return failf(stderr, exitStarter, "start teardown %s: %v", workflowID, err)
 	}
-
 	if !opts.wait {
-		if opts.json {
-			return writeJSON(stdout, stderr, startedJSON{WorkflowID: wr.GetID(), RunID: wr.GetRunID()}, exitOK)
-		}
-		_, _ = fmt.Fprintf(stdout, "workflow_id: %s\nrun_id: %s\n", wr.GetID(), wr.GetRunID())
-		return exitOK
+		return printStarted(stdout, stderr, opts, wr)
 	}
+	waitCtx, cancel := withTimeout(ctx, opts.timeout)
+	defer cancel()
+	return followTeardown(ctx, waitCtx, c, wr, opts, stdout, stderr)
+}
 
-	// stdout carries only the result with --json; a person watching a terminal still sees
+// followTeardown shows the teardown's progress until it ends, prints its outcome, and returns the
+// exit code. ctx is the run's (cancelled on interrupt), waitCtx the wait's (bounded by --timeout too).
+func followTeardown(ctx, waitCtx context.Context, c client.Client, wr client.WorkflowRun, opts options, stdout, stderr io.Writer) int {
+	// stdout carries only the result with -o json; a person watching a terminal still sees
 	// the bar on stderr, a script capturing stderr gets no progress noise.
 	var progress *progressPrinter
 	switch {
@@ -81,7 +85,7 @@ func runTeardown(ctx context.Context, c client.Client, opts options, stdout, std
 		progress = newProgressPrinter(stderr, true)
 	}
 
-	result, err := waitTeardown(ctx, c, wr, progress)
+	result, err := waitTeardown(waitCtx, c, wr, progress)
 	var canceled *temporal.CanceledError
 	if errors.As(err, &canceled) && canceled.HasDetails() && canceled.Details(&result) == nil {
 		// Cancelled (CLI, a parent, an external request): it stopped and reported what it did.
@@ -89,9 +93,15 @@ func runTeardown(ctx context.Context, c client.Client, opts options, stdout, std
 	}
 	if err == nil {
 		progress.showResult(result)
-		result, err = withFullReport(ctx, c, wr.GetID(), result)
+		result, err = withFullReport(waitCtx, c, wr.GetID(), result)
 	}
 	progress.finish()
+	return reportTeardown(ctx, waitCtx, wr, opts, result, err, stdout, stderr)
+}
+
+// reportTeardown prints how the wait for the teardown ended (its result, its failure, or why the
+// starter stopped waiting) and returns the exit code.
+func reportTeardown(ctx, waitCtx context.Context, wr client.WorkflowRun, opts options, result ac.RemoveAgentConnectionsResult, err error, stdout, stderr io.Writer) int {
 	var wfErr *temporal.WorkflowExecutionError
 	switch {
 	case err == nil:
@@ -105,9 +115,8 @@ func runTeardown(ctx context.Context, c client.Client, opts options, stdout, std
 		}
 		_, _ = fmt.Fprintf(stderr, "teardown failed: %s: %s\n", failureType, message)
 		return exitFailed
-	case ctx.Err() != nil:
-		return failf(stderr, exitStarter, "stopped waiting; teardown %s (run %s) goes on; run the same command to follow it again",
-			wr.GetID(), wr.GetRunID())
+	case waitCut(waitCtx, err):
+		return stoppedWaiting(ctx, opts, stderr, "teardown", wr)
 	default:
 		return failf(stderr, exitStarter, "waiting for teardown %s (run %s): %v", wr.GetID(), wr.GetRunID(), err)
 	}
@@ -124,7 +133,7 @@ func runTeardown(ctx context.Context, c client.Client, opts options, stdout, std
 }
 
 // withFullReport fills in the entries a large teardown's result leaves to its report query, so
-// the starter always prints (and --json always holds) every connection.
+// the starter always prints (and -o json always holds) every connection.
 func withFullReport(ctx context.Context, c client.Client, workflowID string, r ac.RemoveAgentConnectionsResult) (ac.RemoveAgentConnectionsResult, error) {
 	if !r.ReportTruncated {
 		return r, nil
@@ -356,7 +365,7 @@ func renderSummary(r ac.RemoveAgentConnectionsResult) string {
 	}
 	_ = tw.Flush()
 	if len(listed) > maxListed {
-		fmt.Fprintf(&b, "  ... and %d more (--json lists them all)\n", len(listed)-maxListed)
+		fmt.Fprintf(&b, "  ... and %d more (-o json lists them all)\n", len(listed)-maxListed)
 	}
 	return b.String()
 }
@@ -391,16 +400,6 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// isTerminal reports whether w is a terminal (a character device), without a module for it.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 type teardownFailedJSON struct {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -93,7 +95,7 @@ func TestParseArgs_Teardown(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"--agent-id", "a1", "--all"}, tt.args...)
 			var stderr bytes.Buffer
-			opts, _, ok := parseArgs(args, nil, &stderr)
+			opts, _, ok := parseArgs(args, nil, io.Discard, &stderr)
 			if !ok {
 				t.Fatalf("parseArgs refused %v: %s", args, stderr.String())
 			}
@@ -341,7 +343,7 @@ connections not removed:
 		if n := len(got); n != 9+1+1+maxListed+1 {
 			t.Errorf("got %d lines, want the verdict, 8 rows, a heading, a header row, %d connections and one more line", n, maxListed)
 		}
-		if last := got[len(got)-1]; last != "  ... and 2 more (--json lists them all)" {
+		if last := got[len(got)-1]; last != "  ... and 2 more (-o json lists them all)" {
 			t.Errorf("last line: got %q, want the count of the connections left out", last)
 		}
 	})
@@ -483,7 +485,7 @@ connections not removed:
 	})
 
 	t.Run("json: only the result on stdout", func(t *testing.T) {
-		r := starter("--agent-id", "a-json", "--all", "--connection-ids", "locked", "--json")
+		r := starter("--agent-id", "a-json", "--all", "--connection-ids", "locked", "-o", "json")
 		if r.code != 1 {
 			t.Errorf("exit code: got %d, want 1", r.code)
 		}
@@ -504,7 +506,7 @@ connections not removed:
 		if r.code != 1 || r.stderr != "teardown failed: ListFailed: listing failed for good\n" {
 			t.Errorf("got exit %d, stderr %q; want 1 and the failure", r.code, r.stderr)
 		}
-		r = starter("--agent-id", "a-broken", "--all", "--json")
+		r = starter("--agent-id", "a-broken", "--all", "-o", "json")
 		want := `{"agent_id":"a-broken","workflow_id":"remove-agent-connections/a-broken","error":{"type":"ListFailed","message":"listing failed for good"}}` + "\n"
 		if r.code != 1 || r.stdout != want {
 			t.Errorf("got exit %d, stdout %q; want 1 and %q", r.code, r.stdout, want)
@@ -512,17 +514,18 @@ connections not removed:
 	})
 
 	t.Run("interrupted: the workflow goes on and the same command attaches to it", func(t *testing.T) {
-		// Ctrl-C, as main wires it, cancels run's context; here the first progress line does.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		stdout := &interruptOn{marker: "progress: ", interrupt: cancel}
+		// Ctrl-C, as main wires it, cancels run's context with the signal as its cause; here the
+		// first progress line does.
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		stdout := &interruptOn{marker: "progress: ", interrupt: func() { cancel(interrupted{os.Interrupt}) }}
 		var stderr bytes.Buffer
 		code := run(ctx, []string{"--agent-id", "a-slow", "--all"}, env, stdout, &stderr)
 		r := runResult{code, stdout.String(), stderr.String()}
 		const id = "remove-agent-connections/a-slow"
-		if r.code != 2 || !strings.HasPrefix(r.stderr, "starter: stopped waiting; teardown "+id+" (run ") ||
+		if r.code != 130 || !strings.HasPrefix(r.stderr, "starter: stopped waiting; teardown "+id+" (run ") ||
 			!strings.HasSuffix(r.stderr, ") goes on; run the same command to follow it again\n") {
-			t.Errorf("got exit %d, stderr %q; want 2 and the workflow ID to follow", r.code, r.stderr)
+			t.Errorf("got exit %d, stderr %q; want 130 and the workflow ID to follow", r.code, r.stderr)
 		}
 		if p := progressLines(t, r.stdout); len(p) == 0 || p[0] != "progress: 0/3 done, 0 failed, 0 in flight" {
 			t.Errorf("stdout: got %q, want the progress shown before the interrupt", r.stdout)
@@ -534,13 +537,26 @@ connections not removed:
 		if st := desc.Status; st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			t.Errorf("workflow status: got %s, want running (the starter must not cancel it)", st)
 		}
-		r = starter("--agent-id", "a-slow", "--all", "--wait=false", "--json")
+		r = starter("--agent-id", "a-slow", "--all", "--wait=false", "-o", "json")
 		var started startedJSON
 		if err := json.Unmarshal([]byte(r.stdout), &started); err != nil || r.code != 0 {
 			t.Fatalf("second starter: got exit %d, stdout %q; want 0 and JSON", r.code, r.stdout)
 		}
 		if runID := desc.RawResponse.GetWorkflowExecutionInfo().GetExecution().GetRunId(); started.WorkflowID != id || started.RunID != runID {
 			t.Errorf("got %+v, want workflow %s run %s (attached, not a new run)", started, id, runID)
+		}
+
+		// --timeout: the same wait, bounded; exit 124 and the teardown still runs.
+		begin := time.Now()
+		r = starter("--agent-id", "a-slow", "--all", "--timeout", "1500ms", "-o", "json")
+		if r.code != 124 || r.stdout != "" || !strings.HasPrefix(r.stderr, "starter: timed out after 1.5s waiting; teardown "+id+" (run ") {
+			t.Errorf("with --timeout: got exit %d, stdout %q, stderr %q; want 124, nothing on stdout and the workflow to follow", r.code, r.stdout, r.stderr)
+		}
+		if took := time.Since(begin); took < 1500*time.Millisecond || took > 15*time.Second {
+			t.Errorf("with --timeout 1.5s the starter took %s", took)
+		}
+		if desc, err := c.DescribeWorkflow(context.Background(), id, ""); err != nil || desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			t.Errorf("after the timeout: %v, %v; want the teardown still running", desc, err)
 		}
 	})
 }
