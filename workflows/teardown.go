@@ -617,8 +617,12 @@ func (t *teardown) retryLater(id, errType, msg string, attempts int, retryAfter 
 	if _, done := t.finished[id]; done {
 		return
 	}
+	// A "maybe sent" mark stays until a request of this teardown is counted: a round that sent
+	// nothing (busy, a failed check) must not make a later 404 read as NotFound.
+	if t.st.LastFailure[id] != batchLost || attempts > t.st.Attempts[id] {
+		t.st.LastFailure[id] = errType
+	}
 	t.st.Attempts[id] = attempts
-	t.st.LastFailure[id] = errType
 	t.st.Rounds[id]++
 	round := t.st.Rounds[id]
 	if round >= ac.MaxTeardownRounds {
