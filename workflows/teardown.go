@@ -44,7 +44,7 @@ const (
 // Why a teardown stopped early (RemoveAgentConnectionsResult.StopReason).
 const (
 	stopCancelled = "cancelled"
-	stopRefused   = "the control plane refused the key (401/403); no further DELETE was sent"
+	stopRefused   = "the control plane refused the key (401/403); the teardown started nothing more"
 	stopFailed    = "a connection failed and continue_on_error is false"
 )
 
