@@ -102,6 +102,17 @@ type workerProc struct {
 // startWorker runs the worker binary on taskQueue against baseURL and waits until /readyz says
 // it polls. extra entries override the defaults.
 func (h *harness) startWorker(taskQueue, baseURL string, extra ...string) (*workerProc, error) {
+	// A free port can be taken by another process between the check and the worker's listen
+	// (seen when test packages run in parallel): try again on another one.
+	for try := 1; ; try++ {
+		w, err := h.startWorkerOnce(taskQueue, baseURL, extra...)
+		if err == nil || try == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return w, err
+		}
+	}
+}
+
+func (h *harness) startWorkerOnce(taskQueue, baseURL string, extra ...string) (*workerProc, error) {
 	port, err := devserver.FreePort()
 	if err != nil {
 		return nil, err
