@@ -204,28 +204,37 @@ func removalInput(opts options) ac.RemoveConnectionInput {
 
 // runRemoval starts or follows the removal of one connection and returns the exit code.
 func runRemoval(ctx context.Context, c client.Client, opts options, stdout, stderr io.Writer) int {
-	workflowID := ac.RemoveConnectionWorkflowID(opts.agentID, opts.connectionID)
-	wr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        workflowID,
-		TaskQueue: opts.taskQueue,
-		// One removal per connection at a time: a second starter follows the running one.
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		// After a removal has closed, however it ended, the same connection may be removed again.
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-	}, ac.RemoveConnectionWorkflowType, removalInput(opts))
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return interruptedf(ctx, stderr, "interrupted while starting removal %s; it may have started: run the same command to follow it", workflowID)
-	case err != nil:
-		return failf(stderr, exitStarter, "start removal %s: %v", workflowID, err)
+	// One removal per connection at a time: a second starter follows the running one.
+	wr, code, ok := startOrFollow(ctx, c, opts, "removal", ac.RemoveConnectionWorkflowID(opts.agentID, opts.connectionID),
+		ac.RemoveConnectionWorkflowType, removalInput(opts), stderr)
+	if !ok {
+		return code
 	}
-
 	if !opts.wait {
 		return printStarted(stdout, stderr, opts, wr)
 	}
 	waitCtx, cancel := withTimeout(ctx, opts.timeout)
 	defer cancel()
 	return waitRemoval(ctx, waitCtx, wr, opts, stdout, stderr)
+}
+
+// startOrFollow starts workflowID, or follows the run already going under that ID (whose own
+// input then applies); after a run has closed, however it ended, the same ID may start again. ok
+// is false when it could not, with the exit code to return.
+func startOrFollow(ctx context.Context, c client.Client, opts options, what, workflowID, workflowType string, input any, stderr io.Writer) (client.WorkflowRun, int, bool) {
+	wr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       workflowID,
+		TaskQueue:                opts.taskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+	}, workflowType, input)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, interruptedf(ctx, stderr, "interrupted while starting %s %s; it may have started: run the same command to follow it", what, workflowID), false
+	case err != nil:
+		return nil, failf(stderr, exitStarter, "start %s %s: %v", what, workflowID, err), false
+	}
+	return wr, 0, true
 }
 
 // printStarted says which workflow was started or attached to, for --wait=false.

@@ -10,7 +10,6 @@ import (
 	"time"
 	"unicode"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -47,21 +46,12 @@ func teardownInput(opts options) ac.RemoveAgentConnectionsInput {
 
 // runTeardown starts or follows the teardown of one agent and returns the exit code.
 func runTeardown(ctx context.Context, c client.Client, opts options, stdout, stderr io.Writer) int {
-	workflowID := ac.RemoveAgentConnectionsWorkflowID(opts.agentID)
-	wr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        workflowID,
-		TaskQueue: opts.taskQueue,
-		// One teardown per agent at a time: a second starter, or this command run again after
-		// Ctrl-C, follows the running teardown (whose own input then applies, not this one's).
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		// After a teardown has closed, however it ended, the agent may be torn down again.
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-	}, ac.RemoveAgentConnectionsWorkflowType, teardownInput(opts))
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return interruptedf(ctx, stderr, "interrupted while starting teardown %s; it may have started: run the same command to follow it", workflowID)
-	case err != nil:
-		return failf(stderr, exitStarter, "start teardown %s: %v", workflowID, err)
+	// One teardown per agent at a time: a second starter, or this command run again after Ctrl-C,
+	// follows the running teardown.
+	wr, code, ok := startOrFollow(ctx, c, opts, "teardown", ac.RemoveAgentConnectionsWorkflowID(opts.agentID),
+		ac.RemoveAgentConnectionsWorkflowType, teardownInput(opts), stderr)
+	if !ok {
+		return code
 	}
 	if !opts.wait {
 		return printStarted(stdout, stderr, opts, wr)
