@@ -210,12 +210,20 @@ func runRemoval(ctx context.Context, c client.Client, opts options, stdout, stde
 	if !ok {
 		return code
 	}
+	return waitOrPrint(ctx, wr, opts, stdout, stderr, func(waitCtx context.Context) int {
+		return waitRemoval(ctx, waitCtx, wr, opts, stdout, stderr)
+	})
+}
+
+// waitOrPrint prints the started run for --wait=false, or runs wait with a context bounded by
+// --timeout.
+func waitOrPrint(ctx context.Context, wr client.WorkflowRun, opts options, stdout, stderr io.Writer, wait func(waitCtx context.Context) int) int {
 	if !opts.wait {
 		return printStarted(stdout, stderr, opts, wr)
 	}
 	waitCtx, cancel := withTimeout(ctx, opts.timeout)
 	defer cancel()
-	return waitRemoval(ctx, waitCtx, wr, opts, stdout, stderr)
+	return wait(waitCtx)
 }
 
 // startOrFollow starts workflowID, or follows the run already going under that ID (whose own

@@ -53,12 +53,9 @@ func runTeardown(ctx context.Context, c client.Client, opts options, stdout, std
 	if !ok {
 		return code
 	}
-	if !opts.wait {
-		return printStarted(stdout, stderr, opts, wr)
-	}
-	waitCtx, cancel := withTimeout(ctx, opts.timeout)
-	defer cancel()
-	return followTeardown(ctx, waitCtx, c, wr, opts, stdout, stderr)
+	return waitOrPrint(ctx, wr, opts, stdout, stderr, func(waitCtx context.Context) int {
+		return followTeardown(ctx, waitCtx, c, wr, opts, stdout, stderr)
+	})
 }
 
 // followTeardown shows the teardown's progress until it ends, prints its outcome, and returns the
