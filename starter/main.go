@@ -267,26 +267,33 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 
 // waitRemoval waits for the removal's outcome, prints it, and returns the exit code. ctx is the
 // run's (cancelled on interrupt), waitCtx the wait's (bounded by --timeout too).
-func waitRemoval(ctx, waitCtx context.Context, wr client.WorkflowRun, opts options, stdout, stderr io.Writer) int {
-	var result ac.RemoveConnectionResult
-	err := wr.Get(waitCtx, &result)
+// waitFailed is the exit code of a wait for what ("removal", "teardown") that ended in err: the
+// workflow's failure (printed, or as asJSON's value with -o json), a cut wait, or an error
+// waiting.
+func waitFailed(ctx, waitCtx context.Context, err error, wr client.WorkflowRun, opts options, what string, stdout, stderr io.Writer, asJSON func(failureJSON) any) int {
 	var wfErr *temporal.WorkflowExecutionError
 	switch {
-	case err == nil:
 	case errors.As(err, &wfErr):
 		failureType, message := describeFailure(wfErr)
 		if opts.json {
-			return writeJSON(stdout, stderr, failedJSON{
-				AgentID: opts.agentID, ConnectionID: opts.connectionID,
-				Error: failureJSON{Type: failureType, Message: message},
-			}, exitFailed)
+			return writeJSON(stdout, stderr, asJSON(failureJSON{Type: failureType, Message: message}), exitFailed)
 		}
-		_, _ = fmt.Fprintf(stderr, "removal failed: %s: %s\n", failureType, message)
+		_, _ = fmt.Fprintf(stderr, "%s failed: %s: %s\n", what, failureType, message)
 		return exitFailed
 	case waitCut(waitCtx, err):
-		return stoppedWaiting(ctx, opts, stderr, "removal", wr)
+		return stoppedWaiting(ctx, opts, stderr, what, wr)
 	default:
-		return failf(stderr, exitStarter, "waiting for removal %s (run %s): %v", wr.GetID(), wr.GetRunID(), err)
+		return failf(stderr, exitStarter, "waiting for %s %s (run %s): %v", what, wr.GetID(), wr.GetRunID(), err)
+	}
+}
+
+func waitRemoval(ctx, waitCtx context.Context, wr client.WorkflowRun, opts options, stdout, stderr io.Writer) int {
+	var result ac.RemoveConnectionResult
+	err := wr.Get(waitCtx, &result)
+	if err != nil {
+		return waitFailed(ctx, waitCtx, err, wr, opts, "removal", stdout, stderr, func(f failureJSON) any {
+			return failedJSON{AgentID: opts.agentID, ConnectionID: opts.connectionID, Error: f}
+		})
 	}
 
 	if opts.json {

@@ -89,23 +89,10 @@ func followTeardown(ctx, waitCtx context.Context, c client.Client, wr client.Wor
 // reportTeardown prints how the wait for the teardown ended (its result, its failure, or why the
 // starter stopped waiting) and returns the exit code.
 func reportTeardown(ctx, waitCtx context.Context, wr client.WorkflowRun, opts options, result ac.RemoveAgentConnectionsResult, err error, stdout, stderr io.Writer) int {
-	var wfErr *temporal.WorkflowExecutionError
-	switch {
-	case err == nil:
-	case errors.As(err, &wfErr):
-		failureType, message := describeFailure(wfErr)
-		if opts.json {
-			return writeJSON(stdout, stderr, teardownFailedJSON{
-				AgentID: opts.agentID, WorkflowID: wr.GetID(),
-				Error: failureJSON{Type: failureType, Message: message},
-			}, exitFailed)
-		}
-		_, _ = fmt.Fprintf(stderr, "teardown failed: %s: %s\n", failureType, message)
-		return exitFailed
-	case waitCut(waitCtx, err):
-		return stoppedWaiting(ctx, opts, stderr, "teardown", wr)
-	default:
-		return failf(stderr, exitStarter, "waiting for teardown %s (run %s): %v", wr.GetID(), wr.GetRunID(), err)
+	if err != nil {
+		return waitFailed(ctx, waitCtx, err, wr, opts, "teardown", stdout, stderr, func(f failureJSON) any {
+			return teardownFailedJSON{AgentID: opts.agentID, WorkflowID: wr.GetID(), Error: f}
+		})
 	}
 
 	code := exitFailed
