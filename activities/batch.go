@@ -364,7 +364,7 @@ type batchCounts struct {
 func (b *batch) result() (RemoveConnectionsResult, batchCounts) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	res := RemoveConnectionsResult{Done: make([]ac.ConnectionOutcome, 0, len(b.items)), Refused: b.refused}
+	res := RemoveConnectionsResult{Done: make([]ac.ConnectionOutcome, 0, len(b.items)), Refused: b.refused, Retried: b.earlierAttempt}
 	var c batchCounts
 	for _, it := range b.items {
 		c.requests += it.sent

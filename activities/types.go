@@ -122,6 +122,10 @@ type RemoveConnectionsResult struct {
 	// Busy have a standalone RemoveConnectionWorkflow still deciding whether the teardown owns
 	// the connection; try them again shortly.
 	Busy []string `json:"busy,omitempty"`
+	// Retried is set when an earlier attempt of this batch ran and was lost: it may have sent any
+	// connection not in Done a request that no count holds, so a later 404 is no proof it was
+	// absent.
+	Retried bool `json:"retried,omitempty"`
 }
 
 // RemoveConnectionsProgress is the heartbeat detail of RemoveConnections: what a retried attempt

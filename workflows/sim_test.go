@@ -118,6 +118,11 @@ var simRegressions = []struct {
 			"the last failed without a heartbeat, so the connection was marked maybe sent with no request " +
 			"counted; a round that sent nothing (the standalone-removal check failed) dropped the mark, and the " +
 			"next DELETE's 404 became NotFound although the teardown itself had removed it"},
+	{300, "204 connections (short ids, given false, 204 existing",
+		"missing_ok false: a batch attempt found a standalone removal removing a connection (its DELETE got " +
+			"204, then it was terminated) and its completion was lost; the retried attempt's check failed, so the " +
+			"connection went back unmarked, and the next round's 404 became NotFound although it had been " +
+			"removed (fixed: a retried batch's unfinished connections are maybe sent)"},
 }
 
 // Bounds of a schedule that every teardown must meet (invariant 7).

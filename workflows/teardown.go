@@ -532,6 +532,21 @@ func (t *teardown) batchFinished(e batchDone) {
 	for _, d := range e.result.Deferred {
 		t.awaitStandalone(d)
 	}
+	if e.result.Retried {
+		// An earlier attempt of this batch was lost after its last heartbeat: what it sent then
+		// (or learnt, such as a standalone removal it deferred to) is counted nowhere.
+		t.markMaybeSent(e.items)
+	}
+}
+
+// markMaybeSent marks the connections of items not finished as maybe sent, so a later 404 reads
+// as already absent and a stop reports them interrupted, never skipped.
+func (t *teardown) markMaybeSent(items []activities.BatchItem) {
+	for _, it := range items {
+		if _, done := t.finished[it.ConnectionID]; !done {
+			t.st.LastFailure[it.ConnectionID] = batchLost
+		}
+	}
 }
 
 // batchLost handles a batch that failed as a whole (its retries ran out, it timed out, its
@@ -560,10 +575,8 @@ func (t *teardown) batchLost(e batchDone) {
 		}
 		attempts := it.PriorRequests + progress.Requests[it.ConnectionID]
 		t.retryLater(it.ConnectionID, errType, msg, attempts, 0)
-		if _, done := t.finished[it.ConnectionID]; !done {
-			t.st.LastFailure[it.ConnectionID] = batchLost
-		}
 	}
+	t.markMaybeSent(e.items)
 }
 
 // notSent puts back a connection a batch did not send (a 429, a refused key or a stop came
@@ -594,8 +607,11 @@ func (t *teardown) awaitFinished(e awaitDone) {
 	switch {
 	case e.err != nil && errors.As(e.err, &canceled):
 		// The teardown stopped while a standalone removal was removing it: this teardown sent
-		// nothing, and the standalone removal reports its own outcome.
-		t.st.LastFailure[e.id] = standaloneRemoving
+		// nothing (unless a lost batch attempt may have), and the standalone removal reports its
+		// own outcome.
+		if t.st.LastFailure[e.id] != batchLost {
+			t.st.LastFailure[e.id] = standaloneRemoving
+		}
 		t.delay(e.id, 0)
 	case e.err != nil:
 		errType, msg := failureOf(e.err)
