@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1133,8 +1134,8 @@ func TestCompose_WorkerHealthCheckRunsInItsImage(t *testing.T) {
 }
 
 // TestWorker_ProbeFlag runs `worker --probe URL`, what the compose health check runs, against a
-// server that answers 200, then 503, then nothing: exit 0 only for the 200, with no settings in
-// the environment at all (a probe reads none). It skips while the worker has no --probe flag.
+// server that answers 200, then 503, a redirect, then nothing: exit 0 only for the 200, with no
+// settings in the environment at all (a probe reads none), and 2 for a URL that is not one.
 func TestWorker_ProbeFlag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the worker; skipped with -short")
@@ -1162,24 +1163,30 @@ func TestWorker_ProbeFlag(t *testing.T) {
 		return -1, ""
 	}
 
-	status := http.StatusOK
+	var status atomic.Int32 // read by the server's goroutines
+	status.Store(http.StatusOK)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/readyz" {
+		switch r.URL.Path {
+		case "/readyz":
+			w.WriteHeader(int(status.Load()))
+		case "/moved":
+			http.Redirect(w, r, "/readyz", http.StatusFound)
+		default:
 			w.WriteHeader(http.StatusNotFound)
-			return
 		}
-		w.WriteHeader(status)
 	}))
-	if code, out := probe(srv.URL + "/readyz"); code == 2 && strings.Contains(out, "flag provided but not defined: -probe") {
-		srv.Close()
-		t.Skip("the worker has no --probe flag yet, so the compose health check fails: it needs `worker --probe URL`, " +
-			"one GET of URL with a timeout below the health check's, exit 0 on 2xx and 1 otherwise, reading no environment")
-	} else if code != 0 {
+	if code, out := probe(srv.URL + "/readyz"); code != 0 {
 		t.Errorf("worker --probe against a 200: exit %d, want 0 (%s)", code, out)
 	}
-	status = http.StatusServiceUnavailable
-	if code, out := probe(srv.URL + "/readyz"); code == 0 {
-		t.Errorf("worker --probe against a 503: exit 0, want non-zero (%s)", out)
+	if code, out := probe(srv.URL + "/moved"); code != 1 || !strings.HasPrefix(out, "worker: ") {
+		t.Errorf("worker --probe against a redirect to a 200: exit %d (%q), want 1 and a line starting \"worker: \" (never followed)", code, out)
+	}
+	status.Store(http.StatusServiceUnavailable)
+	if code, out := probe(srv.URL + "/readyz"); code != 1 || !strings.HasPrefix(out, "worker: ") {
+		t.Errorf("worker --probe against a 503: exit %d (%q), want 1 and a line starting \"worker: \"", code, out)
+	}
+	if code, out := probe("127.0.0.1:9090/readyz"); code != 2 {
+		t.Errorf("worker --probe with no scheme: exit %d (%q), want 2", code, out)
 	}
 	srv.Close()
 	if code, out := probe(srv.URL + "/readyz"); code == 0 {

@@ -5,7 +5,7 @@
 //
 // Exit codes: 0 after a requested stop (or --version, -h), 1 when it cannot connect to Temporal,
 // listen on WORKER_HTTP_ADDRESS, start polling, or hits a fatal worker error, 2 for a missing or
-// malformed setting or a bad flag.
+// malformed setting or a bad flag. `worker --probe URL` is a health check instead (probe.go).
 package main
 
 import (
@@ -76,6 +76,9 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 	if done {
 		return code
 	}
+	if f.probeURL != nil {
+		return runProbe(ctx, *f.probeURL, stderr) // a health check: no configuration read at all
+	}
 	env := environ.Env(vars)
 	cfg, err := loadConfig(env.LookupEnv, f.logFormat)
 	if err != nil {
@@ -140,6 +143,7 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 // flags are the command line's settings; everything else comes from the environment.
 type flags struct {
 	logFormat *string // nil unless --log-format was given
+	probeURL  *string // nil unless --probe was given
 	version   string
 }
 
@@ -149,10 +153,11 @@ func parseFlags(args []string, stdout, stderr io.Writer) (f flags, code int, don
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		_, _ = fmt.Fprintln(fs.Output(), "usage: worker [--log-format json|console] [--version] (settings come from the environment)")
+		_, _ = fmt.Fprintln(fs.Output(), "usage: worker [--log-format json|console] [--version] [--probe URL] (settings come from the environment)")
 	}
 	logFormat := fs.String("log-format", "", "log format, json or console (overrides "+envLogFormat+")")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	probeURL := fs.String("probe", "", "GET `URL` once (a health check), exit 0 on a 2xx answer and 1 otherwise; reads no settings")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return f, exitOK, true
@@ -168,8 +173,11 @@ func parseFlags(args []string, stdout, stderr io.Writer) (f flags, code int, don
 		return f, exitOK, true
 	}
 	fs.Visit(func(fl *flag.Flag) {
-		if fl.Name == "log-format" {
+		switch fl.Name {
+		case "log-format":
 			f.logFormat = logFormat
+		case "probe":
+			f.probeURL = probeURL
 		}
 	})
 	return f, exitOK, false
