@@ -88,6 +88,9 @@ type Config struct {
 	RequestsPerSecond float64
 	// Burst is how many requests may leave at once under RequestsPerSecond (at least 1).
 	Burst int
+	// OnRateLimited, when set, is called with the Retry-After of every 429 after it paused this
+	// client (internal/fleet passes the pause on to the other replicas). It must not block.
+	OnRateLimited func(retryAfter time.Duration)
 	// Transport replaces the pooled keep-alive transport (tests, tracing wrappers).
 	Transport http.RoundTripper
 	// Metrics receives request, Retry-After and pacing measurements; nil records none.
@@ -107,6 +110,7 @@ type Client struct {
 	maxRetryAfter time.Duration
 	pacer         *pacer
 	metrics       Metrics
+	onRateLimited func(time.Duration)
 
 	// listBodyLimit is DefaultListBodyLimit; tests shorten it.
 	listBodyLimit int64
@@ -148,6 +152,7 @@ func New(cfg Config) (*Client, error) {
 		maxRetryAfter: cfg.MaxRetryAfter,
 		pacer:         p,
 		metrics:       cfg.Metrics,
+		onRateLimited: cfg.OnRateLimited,
 		listBodyLimit: DefaultListBodyLimit,
 	}, nil
 }

@@ -83,6 +83,9 @@ func (c *Client) classify(resp *http.Response, requests int) *Error {
 	case status == http.StatusTooManyRequests:
 		e.RetryAfter = c.retryAfter(resp)
 		c.pacer.pause(e.RetryAfter)
+		if c.onRateLimited != nil {
+			c.onRateLimited(e.RetryAfter)
+		}
 		e.Type, e.Retryable = ac.ErrRateLimited, true
 		e.Message = fmt.Sprintf("%s: rate limited%s: %s", prefix, DelayNote(e.RetryAfter), detail)
 	case status == http.StatusRequestTimeout:

@@ -79,3 +79,28 @@ func (p *pacer) pause(d time.Duration) {
 		p.until = until
 	}
 }
+
+// setRate changes the steady limit and burst (a fleet share: the budget divided among the
+// replicas). It does nothing when the client has no steady limit.
+func (p *pacer) setRate(perSecond float64, burst int) {
+	if p.limiter == nil || perSecond <= 0 {
+		return
+	}
+	p.limiter.SetLimit(rate.Limit(perSecond))
+	p.limiter.SetBurst(max(burst, 1))
+}
+
+// rateNow is the steady limit and burst in force; 0, 0 when there is none.
+func (p *pacer) rateNow() (float64, int) {
+	if p.limiter == nil {
+		return 0, 0
+	}
+	return float64(p.limiter.Limit()), p.limiter.Burst()
+}
+
+// pausedFor is how long the 429 pause still holds requests back; 0 when there is none.
+func (p *pacer) pausedFor() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(time.Until(p.until), 0)
+}
