@@ -49,10 +49,6 @@ const (
 	envWorkerBuildID  = "TEMPORAL_WORKER_BUILD_ID"
 )
 
-// pendingWorkerVariables are variables the manifests set for a worker change that is on its way:
-// accepted while worker/config.go does not name them yet (the test logs that it is waiting).
-var pendingWorkerVariables = []string{envDeploymentName, envWorkerBuildID}
-
 // decodeStrict reads one Kubernetes object from a YAML file into out the way the API server's
 // strict field validation would: a duplicate or unknown field anywhere is an error, and so is a
 // second document.
@@ -313,9 +309,6 @@ func TestKubernetes_EveryVariableIsOneTheWorkerReads(t *testing.T) {
 		case known[name], strings.HasPrefix(name, "OTEL_"):
 			return true
 		case lookup.environ && strings.HasPrefix(name, "TEMPORAL_GRPC_META_"):
-			return true
-		case slices.Contains(pendingWorkerVariables, name):
-			t.Logf("%s: %s is not in worker/config.go yet; accepted as pending (worker versioning)", k8sDeployment, name)
 			return true
 		}
 		return false
@@ -678,6 +671,13 @@ func containerUser(sc *corev1.SecurityContext) *int64 {
 }
 
 func TestKubernetes_WorkerVersioningAsTheControllerInjectsIt(t *testing.T) {
+	// The worker reads the two variables under the names the controller injects.
+	vars := workerVariables(t)
+	for constant, want := range map[string]string{"envDeploymentName": envDeploymentName, "envWorkerBuildID": envWorkerBuildID} {
+		if got := workerVariable(t, vars, constant); got != want {
+			t.Errorf("worker/config.go reads %s as %s, the temporal-worker-controller injects %s", constant, got, want)
+		}
+	}
 	m := loadManifests(t)
 	c := m.workerContainer(t)
 	env := m.containerEnv(t)

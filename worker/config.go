@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/worker"
+
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/internal/controlplane"
 	"github.com/agentops/agentconnections/internal/logging"
@@ -25,6 +27,8 @@ const (
 	envTenantID                = "LANGSMITH_TENANT_ID"
 	envBearerToken             = "LANGSMITH_BEARER_TOKEN"
 	envControlPlaneURL         = "LANGSMITH_CONTROL_PLANE_URL"
+	envDeploymentName          = "TEMPORAL_DEPLOYMENT_NAME"
+	envWorkerBuildID           = "TEMPORAL_WORKER_BUILD_ID"
 	envRequestTimeout          = "LANGSMITH_REQUEST_TIMEOUT"
 	envHTTPAddress             = "WORKER_HTTP_ADDRESS"
 	envStopTimeout             = "WORKER_STOP_TIMEOUT"
@@ -82,6 +86,9 @@ type config struct {
 	ServiceName string
 	// Tracing says whether spans are exported over OTLP, and how (the standard OTEL_* variables).
 	Tracing telemetry.TraceConfig
+	// Versioning is the worker deployment version the worker polls as; the zero value runs it
+	// unversioned (versioning.go).
+	Versioning worker.WorkerDeploymentVersion
 }
 
 // configError names the variable (or flag) that is missing or malformed. Its message never holds a
@@ -125,6 +132,7 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 		func() error { return loadServing(lookup, get, &cfg) },
 		func() error { return loadLimits(get, &cfg) },
 		func() error { return loadTelemetry(lookup, get, &cfg) },
+		func() error { return loadVersioning(get, &cfg) },
 	} {
 		if err := step(); err != nil {
 			return config{}, err

@@ -323,6 +323,7 @@ func newWorker(c client.Client, cfg config, acts *activities.Activities, fatal c
 		// the first at once and buffers the rest for up to 80% of the heartbeat timeout (24 s
 		// here), so a crash could lose a whole batch's progress; at most a second is lost now.
 		MaxHeartbeatThrottleInterval: heartbeatThrottle,
+		DeploymentOptions:            deploymentOptions(cfg.Versioning),
 		OnFatalError: func(err error) {
 			select {
 			case fatal <- err:
@@ -353,6 +354,8 @@ func logStarted(logger log.Logger, cfg config, ver string, target temporalTarget
 		"metrics", cfg.HTTPAddress != "",
 		"tracing", tracingMode(cfg.Tracing),
 		"service_name", cfg.ServiceName,
+		"deployment_name", cfg.Versioning.DeploymentName,
+		"build_id", cfg.Versioning.BuildID,
 	)
 }
 
@@ -377,8 +380,14 @@ func waitForStop(ctx context.Context, fatal <-chan error, logger log.Logger, cfg
 // activities struct is registered whole, so each exported method is an activity type named after
 // it (RemoveConnection); TestRegister_UsesContractNames pins those names to the contract.
 func register(r worker.Registry, acts *activities.Activities) {
-	r.RegisterWorkflowWithOptions(workflows.RemoveConnectionWorkflow, workflow.RegisterOptions{Name: ac.RemoveConnectionWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.RemoveAgentConnectionsWorkflow, workflow.RegisterOptions{Name: ac.RemoveAgentConnectionsWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.RemoveConnectionWorkflow, workflow.RegisterOptions{
+		Name:               ac.RemoveConnectionWorkflowType,
+		VersioningBehavior: versioningBehavior(ac.RemoveConnectionWorkflowType),
+	})
+	r.RegisterWorkflowWithOptions(workflows.RemoveAgentConnectionsWorkflow, workflow.RegisterOptions{
+		Name:               ac.RemoveAgentConnectionsWorkflowType,
+		VersioningBehavior: versioningBehavior(ac.RemoveAgentConnectionsWorkflowType),
+	})
 	r.RegisterActivity(acts)
 }
 
