@@ -378,7 +378,8 @@ func waitForStop(ctx context.Context, fatal <-chan error, logger log.Logger, cfg
 
 // register puts the workflow and activities on a worker under the contract's type names. The
 // activities struct is registered whole, so each exported method is an activity type named after
-// it (RemoveConnection); TestRegister_UsesContractNames pins those names to the contract.
+// it (RemoveConnection); TestRegister_UsesContractNames pins those names to the contract. The Nexus
+// service goes on the same task queue (nexus.go).
 func register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.RemoveConnectionWorkflow, workflow.RegisterOptions{
 		Name:               ac.RemoveConnectionWorkflowType,
@@ -389,6 +390,7 @@ func register(r worker.Registry, acts *activities.Activities) {
 		VersioningBehavior: versioningBehavior(ac.RemoveAgentConnectionsWorkflowType),
 	})
 	r.RegisterActivity(acts)
+	registerNexus(r)
 }
 
 // metricsOf is the worker's metrics as the control plane client and the activities record
