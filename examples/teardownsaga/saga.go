@@ -63,6 +63,11 @@ type SagaInput struct {
 	// TeardownTaskQueue is the task queue of the agent-connections worker; empty means
 	// ac.DefaultTaskQueue. The saga's own activities run on the saga's task queue.
 	TeardownTaskQueue string `json:"teardown_task_queue,omitempty"`
+	// NexusEndpoint, when set, makes the saga reach the teardown through this Nexus endpoint
+	// (operation ac.RemoveAgentConnectionsOperation of service ac.NexusService) instead of as a
+	// child workflow: the variant for a saga that runs in a namespace of its own. The endpoint
+	// targets the agent-connections worker; TeardownTaskQueue is then unused.
+	NexusEndpoint string `json:"nexus_endpoint,omitempty"`
 }
 
 // SagaResult is what the saga did. A failed or cancelled saga carries it as its error's details.
@@ -203,6 +208,9 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 // A teardown of the same agent already running (an operator's `starter --all`, say) makes the
 // start fail: the saga then fails and compensates rather than wait on a run it does not own.
 func removeConnections(ctx workflow.Context, in SagaInput) (ac.RemoveAgentConnectionsResult, error) {
+	if in.NexusEndpoint != "" {
+		return removeConnectionsThroughNexus(ctx, in)
+	}
 	queue := in.TeardownTaskQueue
 	if queue == "" {
 		queue = ac.DefaultTaskQueue
@@ -224,6 +232,26 @@ func removeConnections(ctx workflow.Context, in SagaInput) (ac.RemoveAgentConnec
 			_ = canceled.Details(&r)
 		}
 		return r, fmt.Errorf("teardown of agent %s: %w", in.AgentID, err)
+	}
+	return r, nil
+}
+
+// removeConnectionsThroughNexus runs the teardown of the agent through the Nexus endpoint. Unlike
+// the child workflow, the operation attaches to a teardown of the same agent that is already
+// running and returns that teardown's result. Cancelling the saga cancels the operation, and so
+// the teardown; the default cancellation type waits for the teardown to stop, as the child's
+// WaitForCancellation does, and its canceled error carries the partial result.
+func removeConnectionsThroughNexus(ctx workflow.Context, in SagaInput) (ac.RemoveAgentConnectionsResult, error) {
+	c := workflow.NewNexusClient(in.NexusEndpoint, ac.NexusService)
+	var r ac.RemoveAgentConnectionsResult
+	err := c.ExecuteOperation(ctx, ac.RemoveAgentConnectionsOperation,
+		ac.RemoveAgentConnectionsInput{AgentID: in.AgentID}, workflow.NexusOperationOptions{}).Get(ctx, &r)
+	if err != nil {
+		var canceled *temporal.CanceledError
+		if errors.As(err, &canceled) && canceled.HasDetails() {
+			_ = canceled.Details(&r)
+		}
+		return r, fmt.Errorf("teardown of agent %s through Nexus endpoint %s: %w", in.AgentID, in.NexusEndpoint, err)
 	}
 	return r, nil
 }

@@ -33,6 +33,8 @@ type Options struct {
 	Port int
 	// StartTimeout bounds the wait for the server to answer. 0 means one minute.
 	StartTimeout time.Duration
+	// Namespaces are created at launch besides "default" (a Nexus caller's namespace, say).
+	Namespaces []string
 }
 
 // Server is a running dev server.
@@ -43,6 +45,7 @@ type Server struct {
 	UIAddress string
 
 	proc *proc.Process
+	cli  string
 }
 
 // CLIPath finds the temporal binary: $TEMPORAL_CLI, else bin/temporal at the module root.
@@ -111,12 +114,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.DBFile != "" {
 		args = append(args, "--db-filename", opts.DBFile)
 	}
+	for _, ns := range opts.Namespaces {
+		args = append(args, "--namespace", ns)
+	}
 	// Not tied to ctx: the caller stops the server with Stop, by process id.
 	p, err := proc.Start("temporal dev server", cli, args, nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	s.proc = p
+	s.cli = cli
 	timeout := opts.StartTimeout
 	if timeout == 0 {
 		timeout = time.Minute

@@ -29,7 +29,8 @@ func ForTest(tb TB, opts Options) *Server {
 }
 
 // RunWithWorker is the body of a TestMain for packages that run the worker binary against one
-// shared dev server: it builds the worker into a temporary folder, starts the server, hands both
+// shared dev server: it builds the worker into a temporary folder, starts the server (with
+// CallerNamespace besides "default"), hands both
 // to setup, calls run (the package's m.Run), and stops and removes everything. It returns the exit
 // code for os.Exit.
 func RunWithWorker(run func() int, setup func(server *Server, workerBin string)) int {
@@ -44,7 +45,7 @@ func RunWithWorker(run func() int, setup func(server *Server, workerBin string))
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	s, err := Start(context.Background(), Options{})
+	s, err := Start(context.Background(), Options{Namespaces: []string{CallerNamespace}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "start temporal dev server: %v\n", err)
 		return 1
