@@ -1,8 +1,9 @@
 // Command demo runs the whole worker end to end on this machine, with no Docker and no network:
 // a Temporal dev server, the control plane emulator seeded with an agent and a few connections,
 // and the real worker; then it starts three removals with the real starter (one that succeeds,
-// one the control plane refuses with a 422, one that gets a 503 first) and says what happened to
-// each in plain words. It stops everything it started, also on Ctrl-C or failure. `make run`
+// one the control plane refuses with a 422, one that gets a 503 first), and a fourth through the
+// Nexus endpoint from a workflow in another namespace, and says what happened to each in plain
+// words. It stops everything it started, also on Ctrl-C or failure. `make run`
 // builds the binaries it needs and runs it.
 package main
 
@@ -101,7 +102,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	d.say("==> Starting a Temporal dev server (in-memory)")
-	d.server, err = devserver.Start(ctx, devserver.Options{CLIPath: filepath.Join(d.bin, "temporal"), UI: true})
+	d.server, err = devserver.Start(ctx, devserver.Options{CLIPath: filepath.Join(d.bin, "temporal"), UI: true, Namespaces: []string{callerNamespace}})
 	if err != nil {
 		return err
 	}
@@ -145,15 +146,17 @@ func (d *demo) run(ctx context.Context) error {
 		return ""
 	})
 
+	d.removeThroughNexus(ctx)
+
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	d.say("\n==> Left on agent %s: %s", agentID, strings.Join(d.em.Connections(agentID), ", "))
 	d.say("    Each removal is a workflow with ID remove-connection/%s/<connection>; see them in %s", agentID, d.server.UIAddress)
 	if d.failures > 0 {
-		return fmt.Errorf("%d of 3 removals did not end as expected", d.failures)
+		return fmt.Errorf("%d of 4 removals did not end as expected", d.failures)
 	}
-	d.say("==> All three removals ended as expected.")
+	d.say("==> All four removals ended as expected.")
 	return nil
 }
 
