@@ -1,0 +1,165 @@
+package agentconnections
+
+import "fmt"
+
+// Names of the restore (RestoreAgentConnectionsWorkflow): it re-creates connections a teardown
+// removed, from the snapshot entries the teardown reported. Its queries and update are the
+// teardown's: ProgressQuery, ReportQuery (answering RestoreReportPage) and CancelUpdate.
+const (
+	// RestoreAgentConnectionsWorkflowType is the workflow type that restores connections of one agent.
+	RestoreAgentConnectionsWorkflowType = "RestoreAgentConnectionsWorkflow"
+	// RestoreConnectionsActivityType re-creates a batch of one agent's connections (POST), with
+	// bounded parallelism, never two for one oauth_token_id.
+	RestoreConnectionsActivityType = "RestoreConnections"
+)
+
+// RestoreAgentConnectionsWorkflowID is the workflow ID of the restore of one agent: one restore
+// per agent runs at a time.
+func RestoreAgentConnectionsWorkflowID(agentID string) string {
+	return "restore-agent-connections/" + agentID
+}
+
+// Outcomes a restore reports per connection, besides OutcomeFailed and OutcomeSkipped.
+const (
+	// OutcomeRestored means this restore created the connection (201), or a request of this
+	// restore whose answer was lost did: NewConnectionID is the new connection.
+	OutcomeRestored = "restored"
+	// OutcomeAlreadyPresent means a connection with the entry's oauth_token_id was on the agent
+	// before this restore sent anything for it; NewConnectionID is that connection.
+	OutcomeAlreadyPresent = "already_present"
+)
+
+// Restore bounds.
+const (
+	// MaxRestoreInputBytes bounds the connections a restore is given, in JSON bytes (the sum of
+	// ConnectionSnapshot.JSONSize of each), so the input stays under Temporal's 512 KB payload
+	// warning. About 2,500 entries of UUIDs with two scopes fit.
+	MaxRestoreInputBytes = 384 << 10
+	// MaxSnapshotScopes bounds the scopes of one snapshot entry.
+	MaxSnapshotScopes = 64
+)
+
+// ConnectionSnapshot is what restoring a removed connection needs: the connection's ID when it was
+// removed, and the OAuth token it was created from (a reference, not a secret), with the provider
+// and scopes for the record. A teardown reports one per removed connection; a restore takes them
+// as they are.
+type ConnectionSnapshot struct {
+	ConnectionID string   `json:"connection_id"`
+	OAuthTokenID string   `json:"oauth_token_id"`
+	ProviderID   string   `json:"provider_id,omitempty"`
+	Scopes       []string `json:"scopes,omitempty"`
+}
+
+// JSONSize is about how many bytes the entry takes as JSON (field names and punctuation included).
+func (s ConnectionSnapshot) JSONSize() int {
+	n := 64 + JSONBytes(s.ConnectionID) + JSONBytes(s.OAuthTokenID) + JSONBytes(s.ProviderID)
+	for _, sc := range s.Scopes {
+		n += JSONBytes(sc) + 1
+	}
+	return n
+}
+
+// RestoreAgentConnectionsInput is the input of RestoreAgentConnectionsWorkflow.
+//
+//	{"agent_id": "a1", "connections": [{"connection_id": "c1", "oauth_token_id": "t1", "provider_id": "github", "scopes": ["repo"]}]}
+type RestoreAgentConnectionsInput struct {
+	AgentID string `json:"agent_id"`
+	// Connections are the entries to restore; entries with an oauth_token_id already given are
+	// dropped (one connection per token).
+	Connections []ConnectionSnapshot `json:"connections"`
+	// Concurrency bounds the POST requests in flight (default DefaultTeardownConcurrency, at most
+	// MaxTeardownConcurrency).
+	Concurrency int `json:"concurrency,omitempty"`
+}
+
+// ConcurrencyOrDefault returns Concurrency, or DefaultTeardownConcurrency when it is zero.
+func (in RestoreAgentConnectionsInput) ConcurrencyOrDefault() int {
+	if in.Concurrency == 0 {
+		return DefaultTeardownConcurrency
+	}
+	return in.Concurrency
+}
+
+// Validate checks the agent ID, each entry's connection_id and oauth_token_id (ValidateID), the
+// scopes, and the bounds.
+func (in RestoreAgentConnectionsInput) Validate() error {
+	if err := ValidateID("agent_id", in.AgentID); err != nil {
+		return err
+	}
+	if in.Concurrency < 0 || in.Concurrency > MaxTeardownConcurrency {
+		return fmt.Errorf("concurrency is %d, it must be between 1 and %d", in.Concurrency, MaxTeardownConcurrency)
+	}
+	if len(in.Connections) > MaxTeardownConnections {
+		return fmt.Errorf("%d connections given, the limit is %d", len(in.Connections), MaxTeardownConnections)
+	}
+	total := 0
+	for i, c := range in.Connections {
+		if err := ValidateID(fmt.Sprintf("connections[%d].connection_id", i), c.ConnectionID); err != nil {
+			return err
+		}
+		if err := ValidateID(fmt.Sprintf("connections[%d].oauth_token_id", i), c.OAuthTokenID); err != nil {
+			return err
+		}
+		if len(c.Scopes) > MaxSnapshotScopes {
+			return fmt.Errorf("connections[%d] has %d scopes, the limit is %d", i, len(c.Scopes), MaxSnapshotScopes)
+		}
+		total += c.JSONSize()
+	}
+	if total > MaxRestoreInputBytes {
+		return fmt.Errorf("connections take about %d bytes as JSON, the limit is %d; restore them in several calls", total, MaxRestoreInputBytes)
+	}
+	return nil
+}
+
+// RestoreOutcome is what happened to one snapshot entry in a restore.
+type RestoreOutcome struct {
+	// ConnectionID is the entry's (removed) connection ID, OAuthTokenID its token.
+	ConnectionID string `json:"connection_id"`
+	OAuthTokenID string `json:"oauth_token_id"`
+	// Outcome is OutcomeRestored, OutcomeAlreadyPresent, OutcomeFailed or OutcomeSkipped.
+	Outcome string `json:"outcome"`
+	// NewConnectionID is the connection that now holds the token (restored, already_present).
+	NewConnectionID string `json:"new_connection_id,omitempty"`
+	// Attempts counts the HTTP requests sent for this entry (POSTs and the lists that checked for it).
+	Attempts    int    `json:"attempts"`
+	FailureType string `json:"failure_type,omitempty"`
+	Message     string `json:"message,omitempty"`
+}
+
+// RestoreAgentConnectionsResult is the result of RestoreAgentConnectionsWorkflow, shaped as the
+// teardown's: counts per outcome (they add up to Total), the stop, and a bounded, paged report.
+type RestoreAgentConnectionsResult struct {
+	AgentID        string `json:"agent_id"`
+	Total          int    `json:"total"`
+	Restored       int    `json:"restored"`
+	AlreadyPresent int    `json:"already_present"`
+	Failed         int    `json:"failed"`
+	Skipped        int    `json:"skipped"`
+	Cancelled      bool   `json:"cancelled,omitempty"`
+	StopReason     string `json:"stop_reason,omitempty"`
+	Runs           int    `json:"runs"`
+	// Connections has one entry per distinct token, sorted by ConnectionID, as many as fit in
+	// MaxReportBytes.
+	Connections     []RestoreOutcome `json:"connections"`
+	ReportTruncated bool             `json:"report_truncated,omitempty"`
+	ReportPages     int              `json:"report_pages"`
+}
+
+// RestoreReportPage is one page of a restore's report, as ReportQuery returns it on a restore.
+type RestoreReportPage struct {
+	Page        int              `json:"page"`
+	Pages       int              `json:"pages"`
+	Connections []RestoreOutcome `json:"connections"`
+}
+
+// NewConnectionIDs maps each entry's old connection ID to its new one, for the entries that hold
+// a connection now (restored or already_present).
+func (r RestoreAgentConnectionsResult) NewConnectionIDs() map[string]string {
+	m := make(map[string]string, len(r.Connections))
+	for _, o := range r.Connections {
+		if o.NewConnectionID != "" {
+			m[o.ConnectionID] = o.NewConnectionID
+		}
+	}
+	return m
+}
