@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
@@ -44,7 +47,9 @@ func newCallerSide(t *testing.T, s *stack) *callerSide {
 	if err := server.CreateNexusEndpoint(ctx, name, "default", s.taskQueue); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Dial(client.Options{HostPort: server.Address, Namespace: devserver.CallerNamespace})
+	// The caller side's SDK log is left out of the test output; the worker's own log is kept.
+	c, err := client.Dial(client.Options{HostPort: server.Address, Namespace: devserver.CallerNamespace,
+		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
 	if err != nil {
 		t.Fatal(err)
 	}
