@@ -120,7 +120,8 @@ type RestoreOutcome struct {
 	Outcome string `json:"outcome"`
 	// NewConnectionID is the connection that now holds the token (restored, already_present).
 	NewConnectionID string `json:"new_connection_id,omitempty"`
-	// Attempts counts the HTTP requests sent for this entry (POSTs and the lists that checked for it).
+	// Attempts counts the POST requests sent for this entry (the lists that checked for it are not
+	// counted).
 	Attempts    int    `json:"attempts"`
 	FailureType string `json:"failure_type,omitempty"`
 	Message     string `json:"message,omitempty"`

@@ -201,6 +201,12 @@ var errNoCredentials = errors.New("no control plane credentials")
 // send builds one request with the credential headers and runs it through the retrying client.
 // info names the route and IDs for the metrics and spans of its requests.
 func (c *Client) send(ctx context.Context, tracker *requestTracker, method, target string, info *requestInfo) (*http.Response, error) {
+	return c.sendBody(ctx, tracker, method, target, info, nil)
+}
+
+// sendBody is send with a JSON body (nil: none). The body is bytes, so an in-process retry
+// sends it again whole.
+func (c *Client) sendBody(ctx context.Context, tracker *requestTracker, method, target string, info *requestInfo, body []byte) (*http.Response, error) {
 	creds, err := c.creds.Credentials()
 	if err != nil {
 		// The source's error names a file or variable, never a key.
@@ -210,9 +216,16 @@ func (c *Client) send(ctx context.Context, tracker *requestTracker, method, targ
 		return nil, fmt.Errorf("%w: neither an API key nor a bearer token is set", errNoCredentials)
 	}
 	reqCtx := context.WithValue(context.WithValue(ctx, trackerKey{}, tracker), requestInfoKey{}, info)
-	req, err := retryablehttp.NewRequestWithContext(reqCtx, method, target, nil)
+	var raw any
+	if body != nil {
+		raw = body
+	}
+	req, err := retryablehttp.NewRequestWithContext(reqCtx, method, target, raw)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json")

@@ -117,6 +117,10 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 		// that came is its outcome; nothing more is sent.
 		return false, nil
 	}
+	if notRepeatable(ctx) {
+		// A POST creates: repeat it only when it cannot have left (create.go checks the rest).
+		return err != nil && errors.Is(err, syscall.ECONNREFUSED), nil
+	}
 	if err != nil {
 		return isQuickNetworkError(err), nil
 	}

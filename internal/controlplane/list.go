@@ -27,6 +27,29 @@ import (
 // by the network (the connection reset or closed mid-body) is Unavailable and retryable: the
 // next try reads a whole one.
 func (c *Client) List(ctx context.Context, agentID string, logger Logger) ([]string, error) {
+	conns, err := c.Connections(ctx, agentID, logger)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(conns))
+	for i, conn := range conns {
+		ids[i] = conn.ID
+	}
+	return ids, nil
+}
+
+// Connection is one entry of an agent's list: what a teardown's snapshot and a restore need. The
+// token ID is a reference to the OAuth token, not a secret.
+type Connection struct {
+	ID           string
+	OAuthTokenID string
+	ProviderID   string
+	Scopes       []string
+}
+
+// Connections is List with each connection's token, provider and scopes, in the order listed
+// (distinct IDs). It fails as List fails.
+func (c *Client) Connections(ctx context.Context, agentID string, logger Logger) ([]Connection, error) {
 	logger = loggerOrNop(logger)
 	if err := ac.ValidateID("agent_id", agentID); err != nil {
 		return nil, refused(logger, "connection list", err, 0)
@@ -46,7 +69,7 @@ func (c *Client) List(ctx context.Context, agentID string, logger Logger) ([]str
 
 	switch resp.StatusCode {
 	case http.StatusOK:
-		ids, err := c.readConnectionList(resp)
+		conns, err := c.readConnectionList(resp)
 		fields = append(fields, "latency_ms", time.Since(start).Milliseconds())
 		if err != nil {
 			e := &Error{
@@ -59,8 +82,8 @@ func (c *Client) List(ctx context.Context, agentID string, logger Logger) ([]str
 			logger.Warn("connection list unreadable", append(fields, "failure_type", e.Type, "retryable", e.Retryable)...)
 			return nil, e
 		}
-		logger.Info("connections listed", append(fields, "connections", len(ids))...)
-		return ids, nil
+		logger.Info("connections listed", append(fields, "connections", len(conns))...)
+		return conns, nil
 	case http.StatusNotFound:
 		body, truncated, _ := c.readRedacted(resp.Body, DefaultBodyLimit)
 		logger.Warn("agent not found", append(fields, "latency_ms", time.Since(start).Milliseconds(), "failure_type", ac.ErrAgentNotFound)...)
@@ -83,15 +106,30 @@ type listBody struct {
 }
 
 type listEntry struct {
-	ID *string `json:"id"`
+	ID           *string       `json:"id"`
+	OAuthTokenID looseString   `json:"oauth_token_id"`
+	ProviderID   looseString   `json:"provider_id"`
+	Scopes       []looseString `json:"scopes"`
+}
+
+// looseString is a string field that any other JSON value leaves empty: a list whose entries
+// carry an odd token, provider or scope is still a list of IDs a teardown can remove.
+type looseString string
+
+func (s *looseString) UnmarshalJSON(b []byte) error {
+	var v string
+	if json.Unmarshal(b, &v) == nil {
+		*s = looseString(v)
+	}
+	return nil
 }
 
 // errBodyCutOff marks a list body the network cut off before its end.
 var errBodyCutOff = errors.New("connection closed mid-body")
 
-// readConnectionList reads a List Connections body, bounded, into its distinct connection IDs.
+// readConnectionList reads a List Connections body, bounded, into its distinct connections.
 // The error completes the sentence "the list response body ...".
-func (c *Client) readConnectionList(resp *http.Response) ([]string, error) {
+func (c *Client) readConnectionList(resp *http.Response) ([]Connection, error) {
 	limit := c.listBodyLimit
 	body, truncated, err := c.readRedacted(resp.Body, limit)
 	switch {
@@ -100,11 +138,21 @@ func (c *Client) readConnectionList(resp *http.Response) ([]string, error) {
 	case truncated:
 		return nil, fmt.Errorf("is over the %d-byte limit", limit)
 	}
-	return parseConnectionList(body)
+	return parseConnections(body)
 }
 
 // parseConnectionList checks and de-duplicates the IDs of a List Connections body.
 func parseConnectionList(body []byte) ([]string, error) {
+	conns, err := parseConnections(body)
+	ids := make([]string, len(conns))
+	for i, c := range conns {
+		ids[i] = c.ID
+	}
+	return ids, err
+}
+
+// parseConnections checks and de-duplicates the entries of a List Connections body.
+func parseConnections(body []byte) ([]Connection, error) {
 	var parsed listBody
 	if err := json.Unmarshal(body, &parsed); err != nil {
 		return nil, fmt.Errorf("is not the expected JSON (%v): %s", err, excerpt(bytes.TrimSpace(body)))
@@ -113,7 +161,7 @@ func parseConnectionList(body []byte) ([]string, error) {
 		return nil, fmt.Errorf("has no \"data\" list: %s", excerpt(bytes.TrimSpace(body)))
 	}
 	entries := *parsed.Data
-	ids := make([]string, 0, len(entries))
+	conns := make([]Connection, 0, len(entries))
 	seen := make(map[string]struct{}, len(entries))
 	for i, e := range entries {
 		if e.ID == nil {
@@ -126,10 +174,14 @@ func parseConnectionList(body []byte) ([]string, error) {
 			continue
 		}
 		seen[*e.ID] = struct{}{}
-		ids = append(ids, *e.ID)
+		conn := Connection{ID: *e.ID, OAuthTokenID: string(e.OAuthTokenID), ProviderID: string(e.ProviderID)}
+		for _, sc := range e.Scopes {
+			conn.Scopes = append(conn.Scopes, string(sc))
+		}
+		conns = append(conns, conn)
 	}
-	if len(ids) > ac.MaxTeardownConnections {
-		return nil, fmt.Errorf("lists %d connections, more than a teardown takes (%d)", len(ids), ac.MaxTeardownConnections)
+	if len(conns) > ac.MaxTeardownConnections {
+		return nil, fmt.Errorf("lists %d connections, more than a teardown takes (%d)", len(conns), ac.MaxTeardownConnections)
 	}
-	return ids, nil
+	return conns, nil
 }
