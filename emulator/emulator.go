@@ -201,6 +201,7 @@ type Server struct {
 	seq        int64
 	agents     map[string]*agent
 	invalid    map[string]bool
+	revoked    map[string]bool // OAuth token IDs a POST refuses (restore.go)
 	latency    time.Duration
 	errorRates map[int]float64
 	pending    []*pendingFault
@@ -505,6 +506,8 @@ type reqInfo struct {
 	connectionID string
 	injected     bool
 	removed      bool
+	// served is the fault that loses the answer after the request is served.
+	served *Fault
 }
 
 type infoKey struct{}
@@ -623,6 +626,10 @@ func (s *Server) route(name string, op func(http.ResponseWriter, *http.Request, 
 		if s.invalidPath(w, info) {
 			return
 		}
+		if info.served != nil {
+			s.serveThenLose(w, r, info, op)
+			return
+		}
 		op(w, r, info)
 	}
 }
@@ -695,6 +702,14 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, info *reqInf
 	}
 	if !s.wait(r.Context(), f.Delay) {
 		return true
+	}
+	if f.Served {
+		info.served = &f
+		return false
+	}
+	if f.Reset {
+		info.injected = true
+		panic(http.ErrAbortHandler)
 	}
 	if f.Hang {
 		s.wait(r.Context(), -1)

@@ -32,7 +32,7 @@ const (
 //
 // In JSON (the control API) the fields are status, count, method, route, agent_id,
 // connection_id, retry_after (string or number), retry_after_date, detail, body, delay (a Go
-// duration string such as "20ms", or a number of seconds) and hang.
+// duration string such as "20ms", or a number of seconds), hang, reset and served.
 type Fault struct {
 	// Status is the status answered instead of serving the request (200-599). Zero means the
 	// request is served normally after Delay, so a fault can be only a delay.
@@ -66,6 +66,12 @@ type Fault struct {
 	// Hang holds the request until the client gives up or the Server is closed (which drops the
 	// connection); it is never answered.
 	Hang bool
+	// Reset closes the connection without an answer.
+	Reset bool
+	// Served serves the request first (a POST creates its connection, a DELETE removes), then
+	// loses its answer: Status answers instead, or Hang holds it, or Reset cuts it off. It is how a
+	// test loses the answer of a request that took effect.
+	Served bool
 }
 
 // Validate reports the first problem with the fault, if any.
@@ -93,6 +99,9 @@ func (f Fault) Validate() error {
 		if n, err := strconv.Atoi(f.RetryAfter); err != nil || n < 0 {
 			return fmt.Errorf("fault retry_after %q must be a whole number of seconds with retry_after_date", f.RetryAfter)
 		}
+	}
+	if f.Served && f.Status == 0 && !f.Hang && !f.Reset {
+		return fmt.Errorf("a served fault needs a status, hang or reset to lose the answer with")
 	}
 	if strings.ContainsAny(f.RetryAfter, "\r\n") {
 		return fmt.Errorf("fault retry_after contains a line break")
@@ -131,6 +140,8 @@ type faultJSON struct {
 	Body           string          `json:"body,omitempty"`
 	Delay          *ac.Duration    `json:"delay,omitempty"`
 	Hang           bool            `json:"hang,omitempty"`
+	Reset          bool            `json:"reset,omitempty"`
+	Served         bool            `json:"served,omitempty"`
 }
 
 // MarshalJSON writes the fault in the control API's shape.
@@ -138,7 +149,7 @@ func (f Fault) MarshalJSON() ([]byte, error) {
 	j := faultJSON{
 		Status: f.Status, Count: f.Count, Method: f.Method, Route: f.Route, AgentID: f.AgentID,
 		ConnectionID: f.ConnectionID, RetryAfterDate: f.RetryAfterDate, Detail: f.Detail,
-		Body: f.Body, Hang: f.Hang,
+		Body: f.Body, Hang: f.Hang, Reset: f.Reset, Served: f.Served,
 	}
 	if f.RetryAfter != "" {
 		j.RetryAfter = marshal(f.RetryAfter)
@@ -160,7 +171,7 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 	*f = Fault{
 		Status: j.Status, Count: j.Count, Method: j.Method, Route: j.Route, AgentID: j.AgentID,
 		ConnectionID: j.ConnectionID, RetryAfterDate: j.RetryAfterDate, Detail: j.Detail,
-		Body: j.Body, Hang: j.Hang,
+		Body: j.Body, Hang: j.Hang, Reset: j.Reset, Served: j.Served,
 	}
 	if len(j.RetryAfter) > 0 {
 		var s string

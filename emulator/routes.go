@@ -77,6 +77,9 @@ func (s *Server) createConnection(w http.ResponseWriter, r *http.Request, info *
 			id = idStr
 		}
 	}
+	if len(errs) == 0 && s.tokenRevoked(tokenStr) {
+		errs = append(errs, validationError{Loc: []any{"body", "oauth_token_id"}, Msg: fmt.Sprintf("OAuth token %s is revoked", tokenStr), Type: "value_error"})
+	}
 	if len(errs) > 0 {
 		writeValidation(w, errs...)
 		return
