@@ -95,6 +95,10 @@ type Options struct {
 	// requests and refilled at this rate per minute; over it, 429 with Retry-After in seconds.
 	// Zero turns it off.
 	RateLimitPerMinute int
+	// RateLimitBurst, when above zero, is the bucket's size in rate-limit mode (it starts full);
+	// zero means RateLimitPerMinute, a minute's worth. A small bucket shows at once a client
+	// that sends faster than the rate, where a full minute's bucket would hide it for a minute.
+	RateLimitBurst int
 	// ErrorRates maps a status to the fraction (0 to 1) of API requests answered with it.
 	ErrorRates map[int]float64
 	// Faults are queued as by InjectNext, in order.
@@ -124,6 +128,9 @@ func (o Options) Validate() error {
 	}
 	if o.RateLimitPerMinute < 0 {
 		return fmt.Errorf("rate limit %d per minute is negative", o.RateLimitPerMinute)
+	}
+	if o.RateLimitBurst < 0 {
+		return fmt.Errorf("rate limit burst %d is negative", o.RateLimitBurst)
 	}
 	if o.LogLimit < 0 {
 		return fmt.Errorf("log limit %d is negative", o.LogLimit)
@@ -206,6 +213,7 @@ type Server struct {
 	errorRates map[int]float64
 	pending    []*pendingFault
 	rateLimit  int
+	rateBurst  int // bucket size; 0 means rateLimit
 	buckets    map[string]*bucket
 	stats      Stats
 	log        []LogEntry
@@ -276,6 +284,7 @@ func New(opts Options) *Server {
 	s.resetStatsLocked()
 	s.latency = opts.Latency
 	s.rateLimit = opts.RateLimitPerMinute
+	s.rateBurst = opts.RateLimitBurst
 	for status, rate := range opts.ErrorRates {
 		if rate > 0 {
 			s.errorRates[status] = rate
@@ -402,6 +411,15 @@ func (s *Server) SetRateLimit(perMinute int) {
 	s.buckets = map[string]*bucket{}
 }
 
+// SetRateLimitBurst sets the bucket size of rate-limit mode (as Options.RateLimitBurst; zero or
+// less means a minute's worth) and refills every bucket.
+func (s *Server) SetRateLimitBurst(burst int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rateBurst = max(burst, 0)
+	s.buckets = map[string]*bucket{}
+}
+
 // InjectNext queues f: the next f.Count API requests that match it (default 1) get its answer.
 // Queued faults are tried in order and each request consumes at most one. It panics if
 // f.Validate fails.
@@ -427,6 +445,7 @@ func (s *Server) resetFaultsLocked() {
 	s.errorRates = map[int]float64{}
 	s.latency = 0
 	s.rateLimit = 0
+	s.rateBurst = 0
 	s.buckets = map[string]*bucket{}
 }
 
@@ -777,12 +796,16 @@ func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request) bool {
 	}
 	now := s.now()
 	perSecond := float64(limit) / 60
+	size := float64(limit)
+	if s.rateBurst > 0 {
+		size = float64(s.rateBurst)
+	}
 	b := s.buckets[key]
 	if b == nil {
-		b = &bucket{tokens: float64(limit), last: now}
+		b = &bucket{tokens: size, last: now}
 		s.buckets[key] = b
 	}
-	b.tokens = min(float64(limit), b.tokens+now.Sub(b.last).Seconds()*perSecond)
+	b.tokens = min(size, b.tokens+now.Sub(b.last).Seconds()*perSecond)
 	b.last = now
 	if b.tokens >= 1 {
 		b.tokens--

@@ -682,6 +682,26 @@ func TestRateLimitMode(t *testing.T) {
 	}
 }
 
+// A bucket smaller than a minute's worth answers 429 once it is spent, however high the rate.
+func TestRateLimitBurst(t *testing.T) {
+	em, ts := newServer(t, emulator.Options{RateLimitPerMinute: 60, RateLimitBurst: 2})
+	em.Seed("a1")
+	for i := range 2 {
+		if r := call(t, http.MethodGet, listURL(ts, "a1"), "", apiKey); r.status != 200 {
+			t.Fatalf("request %d: got %d, want 200", i+1, r.status)
+		}
+	}
+	wantStatus(t, call(t, http.MethodGet, listURL(ts, "a1"), "", apiKey), 429)
+	em.SetRateLimitBurst(3) // refills: three more
+	for range 3 {
+		wantStatus(t, call(t, http.MethodGet, listURL(ts, "a1"), "", apiKey), 200)
+	}
+	wantStatus(t, call(t, http.MethodGet, listURL(ts, "a1"), "", apiKey), 429)
+	if err := (emulator.Options{RateLimitBurst: -1}).Validate(); err == nil {
+		t.Error("a negative burst validated")
+	}
+}
+
 func TestControlAPI(t *testing.T) {
 	logs := &lockedBuffer{}
 	em, ts := newServer(t, emulator.Options{APIKey: testKey, Logger: slog.New(slog.NewTextHandler(logs, nil))})
