@@ -37,6 +37,8 @@ type sizes struct {
 	paceLatency   time.Duration
 	footprint     []int
 	footConc      int
+	fleetN        int   // section 2c: the fleet's teardown
+	fleetReplicas []int // worker binaries sharing the budget, one run each
 }
 
 var fullSizes = sizes{
@@ -44,6 +46,7 @@ var fullSizes = sizes{
 	tdN: 1000, tdLatency: 20 * time.Millisecond, tdLevels: []int{1, 10, 50, 100}, tdGoalLevel: 50,
 	paceN: 1200, paceConc: 50, paceRPS: 33, paceBurst: 5, paceLimit: 2000, paceLatency: 20 * time.Millisecond,
 	footprint: []int{100, 1000, 10_000}, footConc: 50,
+	fleetN: 3000, fleetReplicas: []int{1, 2, 3},
 }
 
 var quickSizes = sizes{
@@ -51,6 +54,7 @@ var quickSizes = sizes{
 	tdN: 60, tdLatency: 20 * time.Millisecond, tdLevels: []int{10, 50}, tdGoalLevel: 50,
 	paceN: 40, paceConc: 50, paceRPS: 33, paceBurst: 5, paceLimit: 2000, paceLatency: 20 * time.Millisecond,
 	footprint: []int{20, 100}, footConc: 50,
+	fleetN: 60, fleetReplicas: []int{1, 2},
 }
 
 // run is the whole benchmark: it returns the report, or the first error. Everything it starts is
@@ -93,6 +97,9 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 	}
 	if rep.Pace, err = h.paced(); err != nil {
 		return nil, fmt.Errorf("paced teardown: %w", err)
+	}
+	if rep.Fleet, err = h.fleetTeardowns(); err != nil {
+		return nil, fmt.Errorf("fleet teardown: %w", err)
 	}
 	if rep.Footprint, err = h.footprint(); err != nil {
 		return nil, fmt.Errorf("footprint: %w", err)

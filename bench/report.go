@@ -90,6 +90,7 @@ type report struct {
 	E2E       []e2eRow
 	Teardown  []teardownRow
 	Pace      paceResult
+	Fleet     []fleetRow
 	Footprint []footprintRow
 	Goals     []goal
 	Profiles  []profileResult
@@ -202,6 +203,7 @@ func (r *report) evaluate() {
 				Met:    p.BucketDrawn <= float64(2*p.Burst),
 			})
 	}
+	r.Goals = append(r.Goals, r.fleetGoals()...)
 }
 
 // printf appends formatted text to the report being written.
@@ -217,6 +219,7 @@ func (r *report) markdown() string {
 	r.mdEndToEnd(w)
 	r.mdTeardown(w)
 	r.mdPace(w)
+	r.mdFleet(w)
 	r.mdFootprint(w)
 	mdHotPath(w)
 	r.mdProfiles(w)

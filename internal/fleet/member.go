@@ -26,8 +26,8 @@ const (
 	// DefaultTTL, and the others take its share with their next renewal, within DefaultTTL +
 	// DefaultRefresh (20 s) of its last renewal.
 	DefaultTTL = 15 * time.Second
-	// tagLabel is what the credential tag hashes; changing it moves every fleet to new workflows.
-	tagLabel = "agent-connections fleet budget v1"
+	// TagLabel is what the credential tag hashes; changing it moves every fleet to new workflows.
+	TagLabel = "agent-connections fleet budget v1"
 )
 
 // Pacer is the part of the control plane client a member steers (*controlplane.Client).
@@ -167,7 +167,7 @@ func (m *Member) Run(ctx context.Context, p Pacer) {
 // workflowID names this member's fleet from the credential in use now: a rotated key is a new
 // fleet.
 func (m *Member) workflowID() (string, error) {
-	tag, err := m.pacer.CredentialTag(tagLabel)
+	tag, err := m.pacer.CredentialTag(TagLabel)
 	if err != nil {
 		return "", err
 	}
