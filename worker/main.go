@@ -389,6 +389,10 @@ func register(r worker.Registry, acts *activities.Activities) {
 		Name:               ac.RemoveAgentConnectionsWorkflowType,
 		VersioningBehavior: versioningBehavior(ac.RemoveAgentConnectionsWorkflowType),
 	})
+	r.RegisterWorkflowWithOptions(workflows.RestoreAgentConnectionsWorkflow, workflow.RegisterOptions{
+		Name:               ac.RestoreAgentConnectionsWorkflowType,
+		VersioningBehavior: versioningBehavior(ac.RestoreAgentConnectionsWorkflowType),
+	})
 	r.RegisterActivity(acts)
 	registerNexus(r)
 }
