@@ -20,7 +20,7 @@ import (
 
 // Names of the worker's own environment variables. The Temporal connection settings
 // (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE) are read
-// by the SDK's envconfig, not here.
+// by the SDK's envconfig, not here; TEMPORAL_API_KEY is named only to refuse it next to the file.
 const (
 	envAPIKey                  = "LANGSMITH_API_KEY"
 	envAPIKeyFile              = "LANGSMITH_API_KEY_FILE"
@@ -29,6 +29,8 @@ const (
 	envControlPlaneURL         = "LANGSMITH_CONTROL_PLANE_URL"
 	envDeploymentName          = "TEMPORAL_DEPLOYMENT_NAME"
 	envWorkerBuildID           = "TEMPORAL_WORKER_BUILD_ID"
+	envTemporalAPIKey          = "TEMPORAL_API_KEY"
+	envTemporalAPIKeyFile      = "TEMPORAL_API_KEY_FILE"
 	envRequestTimeout          = "LANGSMITH_REQUEST_TIMEOUT"
 	envHTTPAddress             = "WORKER_HTTP_ADDRESS"
 	envStopTimeout             = "WORKER_STOP_TIMEOUT"
@@ -89,6 +91,14 @@ type config struct {
 	// Versioning is the worker deployment version the worker polls as; the zero value runs it
 	// unversioned (versioning.go).
 	Versioning worker.WorkerDeploymentVersion
+	// TemporalAPIKeyFile is the file the Temporal API key is read, and re-read, from; empty when
+	// the key (if any) comes from TEMPORAL_API_KEY or a profile (temporalkey.go).
+	TemporalAPIKeyFile string
+	// TemporalKey holds the key as first read from TemporalAPIKeyFile, in APIKey: exported, so
+	// that printing the configuration calls its String method, which shows no key.
+	TemporalKey controlplane.Credentials
+	// temporalKeyStamp is the file's state when TemporalKey was read from it.
+	temporalKeyStamp controlplane.FileStamp
 }
 
 // configError names the variable (or flag) that is missing or malformed. Its message never holds a
@@ -133,6 +143,7 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 		func() error { return loadLimits(get, &cfg) },
 		func() error { return loadTelemetry(lookup, get, &cfg) },
 		func() error { return loadVersioning(get, &cfg) },
+		func() error { return loadTemporalKeyFile(get, &cfg) },
 	} {
 		if err := step(); err != nil {
 			return config{}, err

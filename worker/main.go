@@ -94,6 +94,7 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 	}
 	defer func() { _ = zl.Sync() }()
 	logger := logging.NewAdapter(zl)
+	useTemporalKeyFile(&clientOpts, cfg, logger)
 
 	tel, err := startTelemetry(ctx, cfg, f.version, logger)
 	if err != nil {
@@ -132,6 +133,7 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		return fail(stderr, exitFailure, "start polling task queue %s: %v", cfg.TaskQueue, err)
 	}
 	h.setPolling(true)
+	target.apiKey = temporalKeyMode(clientOpts, cfg)
 	logStarted(logger, cfg, f.version, target, credMode)
 	return waitForStop(ctx, fatal, logger, cfg, func() {
 		// Not ready first, so no new traffic is routed here while the pollers wind down.
@@ -247,8 +249,9 @@ func serveHTTP(ctx context.Context, addr string, handler http.Handler, logger lo
 	}, nil
 }
 
-// temporalTarget is where the client connects, for messages and logs.
-type temporalTarget struct{ hostPort, namespace string }
+// temporalTarget is where the client connects, and with which API key (temporalKeyMode), for
+// messages and logs.
+type temporalTarget struct{ hostPort, namespace, apiKey string }
 
 // dial connects to Temporal with the envconfig options plus this worker's logger, metrics and
 // tracing, bounded by dialTimeout so a wrong address fails the start instead of hanging it.
@@ -342,6 +345,7 @@ func logStarted(logger log.Logger, cfg config, ver string, target temporalTarget
 		"task_queue", cfg.TaskQueue,
 		"temporal_address", target.hostPort,
 		"namespace", target.namespace,
+		"temporal_api_key", target.apiKey,
 		"control_plane_host", cfg.ControlPlaneURL.Host,
 		"credentials", credMode,
 		"tenant_id_set", cfg.Credentials.TenantID != "",
