@@ -172,7 +172,8 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 		return fail(StepDisableAgent, err)
 	}
 
-	// Step 2. No compensation: a removed connection cannot be restored through this API.
+	// Step 2. No compensation here yet; RestoreAgentConnectionsWorkflow could re-create the removed
+	// connections from their OAuth tokens.
 	teardown, err := removeConnections(ctx, in)
 	if err != nil {
 		// A missing agent (AgentNotFound) or a cancelled teardown ends the saga here, before the
