@@ -16,7 +16,7 @@ import (
 // checks follow the code instead of a copy of it.
 
 // workerVariablePrefixes are the prefixes of the variables the worker reads itself.
-var workerVariablePrefixes = []string{"LANGSMITH_", "WORKER_", "TEMPORAL_", "LOG_"}
+var workerVariablePrefixes = []string{"LANGSMITH_", "LANGGRAPH_", "WORKER_", "TEMPORAL_", "LOG_"}
 
 // workerVariables reads the names of the environment variables the worker reads itself from the
 // string constants in worker/config.go, keyed by constant name: envAPIKeyFile is

@@ -40,6 +40,13 @@ const (
 	envTaskQueueActivitiesRate = "WORKER_TASK_QUEUE_ACTIVITIES_PER_SECOND"
 	envLogFormat               = "LOG_FORMAT"
 	envLogLevel                = "LOG_LEVEL"
+
+	// Names LangSmith's own tools use (langsmith.go): aliases, and the API endpoint whose region
+	// the control plane URL is checked against.
+	envWorkspaceID       = "LANGSMITH_WORKSPACE_ID"
+	envHostURL           = "LANGGRAPH_HOST_URL"
+	envHostAPIKey        = "LANGGRAPH_HOST_API_KEY"
+	envLangSmithEndpoint = "LANGSMITH_ENDPOINT"
 )
 
 // Defaults of the worker's configuration.
@@ -99,6 +106,19 @@ type config struct {
 	TemporalKey controlplane.Credentials
 	// temporalKeyStamp is the file's state when TemporalKey was read from it.
 	temporalKeyStamp controlplane.FileStamp
+
+	// setBy maps a variable to the alias it was set through, if it was (langsmith.go).
+	setBy map[string]string
+	// notes are logged once the logger exists: choices made and suspicions (langsmith.go).
+	notes []note
+}
+
+// varName is the variable a setting came from: name, or the alias it was set through.
+func (c config) varName(name string) string {
+	if alias, ok := c.setBy[name]; ok {
+		return alias
+	}
+	return name
 }
 
 // configError names the variable (or flag) that is missing or malformed. Its message never holds a
@@ -117,6 +137,10 @@ func problem(name, format string, args ...any) *configError {
 // loadConfig reads the worker's configuration from lookup. logFormatFlag, when set, overrides
 // LOG_FORMAT.
 func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (config, error) {
+	lookup, setBy, err := resolveAliases(lookup)
+	if err != nil {
+		return config{}, err
+	}
 	get := func(name string) string {
 		v, _ := lookup(name)
 		return v
@@ -132,6 +156,7 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 		LogFormat:               defaultLogFormat,
 		LogLevel:                defaultLogLevel,
 		ServiceName:             telemetry.DefaultServiceName,
+		setBy:                   setBy,
 	}
 	// Logging first, so that a bad log setting is reported before anything that would log.
 	for _, step := range []func() error{
@@ -149,6 +174,7 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 			return config{}, err
 		}
 	}
+	noteNoWorkspace(&cfg)
 	return cfg, nil
 }
 
@@ -182,16 +208,19 @@ func loadTaskQueue(get func(string) string, cfg *config) error {
 	return nil
 }
 
-// loadControlPlane reads where the control plane is and how long one request may take.
+// loadControlPlane reads where the control plane is and how long one request may take. Unset,
+// the URL follows LANGSMITH_ENDPOINT's region; set, it is checked against it.
 func loadControlPlane(get func(string) string, cfg *config) error {
-	rawURL := defaultControlPlaneURL
-	if v := get(envControlPlaneURL); v != "" {
-		rawURL = v
+	endpoint, rawURL := get(envLangSmithEndpoint), get(envControlPlaneURL)
+	if rawURL == "" {
+		rawURL = pickControlPlaneURL(endpoint, cfg)
+	} else {
+		checkRegions(endpoint, rawURL, cfg.varName(envControlPlaneURL), cfg)
 	}
 	u, err := controlplane.ParseBaseURL(rawURL)
 	if err != nil {
 		// ParseBaseURL never repeats user info, so a URL with a password in it stays out of the message.
-		return problem(envControlPlaneURL, "%v", err)
+		return problem(cfg.varName(envControlPlaneURL), "%v", err)
 	}
 	cfg.ControlPlaneURL = u
 	cfg.RequestTimeout, err = duration(envRequestTimeout, get(envRequestTimeout), defaultRequestTimeout, false)
@@ -279,14 +308,14 @@ func loadCredentials(get func(string) string, cfg *config) error {
 	tenant := strings.TrimSpace(get(envTenantID))
 	bearer := strings.TrimSpace(get(envBearerToken))
 
-	for _, c := range []struct{ name, value string }{{envAPIKey, key}, {envTenantID, tenant}, {envBearerToken, bearer}} {
+	for _, c := range []struct{ name, value string }{{cfg.varName(envAPIKey), key}, {cfg.varName(envTenantID), tenant}, {envBearerToken, bearer}} {
 		if err := controlplane.CheckHeaderValue(c.value); err != nil {
 			return problem(c.name, "%v", err)
 		}
 	}
 	switch {
 	case key != "" && keyFile != "":
-		return problem(envAPIKeyFile, "both %s and %s are set; set only one", envAPIKey, envAPIKeyFile)
+		return problem(envAPIKeyFile, "both %s and %s are set; set only one", cfg.varName(envAPIKey), envAPIKeyFile)
 	case keyFile != "":
 		k, stamp, err := controlplane.LoadKeyFile(keyFile)
 		if err != nil {

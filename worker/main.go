@@ -338,7 +338,8 @@ func newWorker(c client.Client, cfg config, acts *activities.Activities, fatal c
 	return w
 }
 
-// logStarted writes the start-up line: every setting that matters, never a credential.
+// logStarted writes the start-up line: every setting that matters, never a credential; then what
+// the configuration noted (a region mismatch, no workspace).
 func logStarted(logger log.Logger, cfg config, ver string, target temporalTarget, credMode string) {
 	logger.Info("worker started",
 		"version", ver,
@@ -361,6 +362,7 @@ func logStarted(logger log.Logger, cfg config, ver string, target temporalTarget
 		"deployment_name", cfg.Versioning.DeploymentName,
 		"build_id", cfg.Versioning.BuildID,
 	)
+	logNotes(logger, cfg)
 }
 
 // waitForStop blocks until a stop is asked for or the worker fails, then runs stop and returns

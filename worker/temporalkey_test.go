@@ -210,4 +210,3 @@ func TestTemporalKeyFile_TurnsTLSOn(t *testing.T) {
 func redactKeys(s string) string {
 	return strings.NewReplacer(testTemporalKey, "[first key]", testTemporalRotatedKey, "[rotated key]").Replace(s)
 }
-
