@@ -123,7 +123,11 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		defer h.watchInBackground(ctx, c, logger, target.hostPort)()
 	}
 
-	acts, credMode, err := newActivities(cfg, f.version, logger, tel, c)
+	member, err := newFleetMember(cfg, c, logger)
+	if err != nil {
+		return fail(stderr, exitConfig, "%v", err)
+	}
+	acts, credMode, err := newActivities(cfg, f.version, logger, tel, c, member)
 	if err != nil {
 		return fail(stderr, exitConfig, "%v", err)
 	}
@@ -133,6 +137,7 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 		return fail(stderr, exitFailure, "start polling task queue %s: %v", cfg.TaskQueue, err)
 	}
 	h.setPolling(true)
+	defer member.start(ctx)()
 	target.apiKey = temporalKeyMode(clientOpts, cfg)
 	logStarted(logger, cfg, f.version, target, credMode)
 	return waitForStop(ctx, fatal, logger, cfg, func() {
@@ -282,8 +287,8 @@ func dial(ctx context.Context, opts client.Options, logger log.Logger, tel *tele
 // newActivities builds the control plane client with the configured credentials (static, or
 // re-read from LANGSMITH_API_KEY_FILE) and the activities on it, with a coordinator on client c,
 // so a teardown and a standalone removal of the same connection stay out of each other's way.
-// credMode names the credential kind for the start-up log.
-func newActivities(cfg config, ver string, logger log.Logger, tel *telemetry.Telemetry, c client.Client) (acts *activities.Activities, credMode string, err error) {
+// credMode names the credential kind for the start-up log. The client's 429s go to member.
+func newActivities(cfg config, ver string, logger log.Logger, tel *telemetry.Telemetry, c client.Client, member *fleetMember) (acts *activities.Activities, credMode string, err error) {
 	var creds controlplane.CredentialSource = controlplane.StaticCredentials(cfg.Credentials)
 	credMode = "api_key"
 	if cfg.APIKeyFile != "" {
@@ -303,10 +308,12 @@ func newActivities(cfg config, ver string, logger log.Logger, tel *telemetry.Tel
 		Logger:            log.With(logger, "component", "http"),
 		Metrics:           requests,
 		TracerProvider:    tel.TracerProvider(),
+		OnRateLimited:     member.rateLimited,
 	})
 	if err != nil {
 		return nil, credMode, err
 	}
+	member.cp = cp
 	acts, err = activities.New(activities.Config{
 		ControlPlane: cp,
 		Metrics:      removals,
@@ -401,6 +408,7 @@ func register(r worker.Registry, acts *activities.Activities) {
 	})
 	r.RegisterActivity(acts)
 	registerNexus(r)
+	registerFleet(r)
 }
 
 // metricsOf is the worker's metrics as the control plane client and the activities record
