@@ -83,8 +83,8 @@ type Config struct {
 	// lines through the logger it is given.
 	Logger Logger
 	// RequestsPerSecond caps the requests this client sends, across every call (the API allows
-	// 2000 a minute per key; split it across replicas). 0 means no steady limit. A 429's
-	// Retry-After pauses every request either way.
+	// 2000 a minute per key; the worker sets each replica's share with SetPace, internal/fleet).
+	// 0 means no steady limit. A 429's Retry-After pauses every request either way.
 	RequestsPerSecond float64
 	// Burst is how many requests may leave at once under RequestsPerSecond (at least 1).
 	Burst int
