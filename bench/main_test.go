@@ -66,8 +66,18 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("footprint, %d connections: got wall time %s", row.Connections, row.Elapsed)
 		}
 	}
-	if len(rep.Goals) != 5 {
-		t.Errorf("got %d goals, want 5: %+v", len(rep.Goals), rep.Goals)
+	// Section 2c: one row per replica count and one with a replica killed; a fleet never gets a 429.
+	if len(rep.Fleet) != len(quickSizes.fleetReplicas)+1 {
+		t.Fatalf("got %d fleet rows, want %d", len(rep.Fleet), len(quickSizes.fleetReplicas)+1)
+	}
+	for _, row := range rep.Fleet {
+		if row.Removed != quickSizes.fleetN || row.Status429 != 0 || !(row.PerMinute > 0) {
+			t.Errorf("fleet of %d (killed %t): got %+v, want every connection removed and no 429", row.Replicas, row.Killed, row)
+		}
+	}
+	// 5 goals before section 2c; 3 per fleet row, and 1 more for the row with a replica killed.
+	if want := 5 + 3*len(rep.Fleet) + 1; len(rep.Goals) != want {
+		t.Errorf("got %d goals, want %d: %+v", len(rep.Goals), want, rep.Goals)
 	}
 
 	out := filepath.Join(t.TempDir(), "benchmarks.md")
@@ -84,7 +94,7 @@ func TestQuickRun(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# Benchmarks", "## Machine", "## Goals", "## 1. End-to-end removals/s", "## 2a. Teardown",
-		"## 2b. Teardown under the API's rate limit", "## 3. Worker footprint", "## Activity hot path",
+		"## 2b. Teardown under the API's rate limit", "## 2c. One budget for the whole fleet", "## 3. Worker footprint", "## Activity hot path",
 		hotPathStart + filled + hotPathEnd, "go run ./bench --quick", "Quick smoke run", "Growth:",
 	} {
 		if !strings.Contains(string(md), want) {
