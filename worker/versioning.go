@@ -17,10 +17,10 @@ import (
 //     its next workflow task goes to whichever version is current, so a rollout needs no old
 //     workers kept for removals. The price: its code must stay replay-compatible across builds
 //     (workflows/replay_test.go guards the recorded histories), as it must unversioned.
-//   - RemoveAgentConnectionsWorkflow is Pinned. A teardown can run for hours over thousands of
-//     connections and continue as new many times; it finishes on the build it started on (its
-//     continued runs stay pinned to that build too), so a new build may change the teardown's
-//     commands freely. The price: the old build's workers must run until its pinned teardowns
+//   - RemoveAgentConnectionsWorkflow and RestoreAgentConnectionsWorkflow are Pinned. A teardown
+//     can run for hours over thousands of connections and continue as new many times (a restore
+//     is as long); each finishes on the build it started on (a teardown's continued runs stay
+//     pinned to that build too), so a new build may change their commands freely. The price: the old build's workers must run until its pinned teardowns
 //     have drained (`temporal worker deployment describe-version` shows the drainage status).
 //
 // Any other workflow registered later gets AutoUpgrade, the DefaultVersioningBehavior below.
@@ -28,10 +28,12 @@ import (
 
 // versioningBehavior is the versioning behaviour a workflow type is registered with.
 func versioningBehavior(workflowType string) workflow.VersioningBehavior {
-	if workflowType == ac.RemoveAgentConnectionsWorkflowType {
+	switch workflowType {
+	case ac.RemoveAgentConnectionsWorkflowType, ac.RestoreAgentConnectionsWorkflowType:
 		return workflow.VersioningBehaviorPinned
+	default:
+		return workflow.VersioningBehaviorAutoUpgrade
 	}
-	return workflow.VersioningBehaviorAutoUpgrade
 }
 
 // loadVersioning reads the worker deployment version: both variables or neither.

@@ -83,8 +83,9 @@ func TestLoadConfig_Versioning(t *testing.T) {
 // removal moves to the current build, a teardown stays on the build it started on.
 func TestRegister_VersioningBehaviours(t *testing.T) {
 	for typ, want := range map[string]workflow.VersioningBehavior{
-		ac.RemoveConnectionWorkflowType:       workflow.VersioningBehaviorAutoUpgrade,
-		ac.RemoveAgentConnectionsWorkflowType: workflow.VersioningBehaviorPinned,
+		ac.RemoveConnectionWorkflowType:        workflow.VersioningBehaviorAutoUpgrade,
+		ac.RemoveAgentConnectionsWorkflowType:  workflow.VersioningBehaviorPinned,
+		ac.RestoreAgentConnectionsWorkflowType: workflow.VersioningBehaviorPinned,
 	} {
 		if got := versioningBehavior(typ); got != want {
 			t.Errorf("%s: got behaviour %d, want %d", typ, got, want)
