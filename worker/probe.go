@@ -27,18 +27,14 @@ func runProbe(ctx context.Context, rawURL string, stderr io.Writer) int {
 		// url.Parse's error quotes the whole URL, user info included: say only what is wrong.
 		return fail(stderr, exitConfig, "--probe: want an absolute http or https URL such as http://127.0.0.1:9090/readyz")
 	}
-	shown := u.Redacted()
+	shown := probeShown(u)
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return fail(stderr, exitConfig, "--probe %s: %v", shown, err)
 	}
-	hc := &http.Client{
-		// One request: a redirect is an answer, not healthy, and is never followed.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := hc.Do(req)
+	resp, err := probeClient().Do(req)
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
@@ -55,4 +51,27 @@ func runProbe(ctx context.Context, rawURL string, stderr io.Writer) int {
 		return fail(stderr, exitFailure, "probe %s: %s", shown, resp.Status)
 	}
 	return exitOK
+}
+
+// probeClient is the probe's HTTP client. Its transport has no Proxy: the probe reads no setting,
+// HTTP_PROXY and HTTPS_PROXY included, so a proxy set for the worker's own requests never stands
+// between the health check and the worker.
+func probeClient() *http.Client {
+	return &http.Client{
+		// Proxy nil: no proxy, whatever the environment says. One request, so no connection kept.
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, ForceAttemptHTTP2: true},
+		// One request: a redirect is an answer, not healthy, and is never followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// probeShown is the URL as the probe's messages show it: user info and query redacted (either
+// may carry a credential), the fragment (never sent) left out.
+func probeShown(u *url.URL) string {
+	v := *u
+	if v.RawQuery != "" || v.ForceQuery {
+		v.RawQuery, v.ForceQuery = "xxxxx", false
+	}
+	v.Fragment, v.RawFragment = "", ""
+	return v.Redacted()
 }

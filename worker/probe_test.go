@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -51,6 +55,8 @@ func TestRun_Probe(t *testing.T) {
 		{"a redirect is not followed", srv.URL + "/moved", 1, "worker: probe " + srv.URL + "/moved: 302 Found", 1},
 		{"nothing listening", refused, 1, "worker: probe " + refused + ": ", 0},
 		{"user info never shown", strings.Replace(srv.URL, "http://", "http://u:hunter2@", 1) + "/readyz", 1, "worker: probe http://u:xxxxx@", 1},
+		{"query never shown", srv.URL + "/readyz?token=hunter2#hunter2", 1, "worker: probe " + srv.URL + "/readyz?xxxxx: 503 Service Unavailable", 1},
+		{"query never shown without an answer", refused + "?token=hunter2", 1, "worker: probe " + refused + "?xxxxx: ", 0},
 		{"not a URL", "127.0.0.1:9090/readyz", 2, "worker: --probe: want an absolute http or https URL", 0},
 		{"no host", "http:///readyz", 2, "worker: --probe: want an absolute http or https URL", 0},
 		{"malformed", "http://[::1/readyz", 2, "worker: --probe: want an absolute http or https URL", 0},
@@ -106,5 +112,55 @@ func TestRun_ProbeGivesUpOnASilentServer(t *testing.T) {
 	}
 	if want := "worker: probe " + srv.URL + "/readyz: no answer within 3s"; strings.TrimSpace(stderr.String()) != want {
 		t.Errorf("stderr: got %q, want %q", stderr.String(), want)
+	}
+}
+
+// probeChildURL, set, makes TestRun_ProbeIgnoresProxy the probe itself: the process probes the
+// URL it names and exits with the probe's code.
+const probeChildURL = "WORKER_TEST_PROBE_CHILD_URL"
+
+// TestRun_ProbeIgnoresProxy: the probe reads no setting, so HTTP_PROXY and HTTPS_PROXY never
+// route its request. Go reads the proxy variables once per process, so the probe runs in a child
+// process (this test binary again) started with them set. The target is 0.0.0.0, which Go would
+// send through a proxy (it is no loopback address) and which reaches this host's listeners.
+func TestRun_ProbeIgnoresProxy(t *testing.T) {
+	if target := os.Getenv(probeChildURL); target != "" {
+		os.Exit(run(context.Background(), []string{"--probe", target}, nil, os.Stdout, os.Stderr))
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("0.0.0.0 does not reach a local listener on Windows")
+	}
+	var direct, proxied atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		direct.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxied.Add(1)
+		http.Error(w, "proxied", http.StatusBadGateway)
+	}))
+	defer proxy.Close()
+	target := fmt.Sprintf("http://0.0.0.0:%d/readyz", srv.Listener.Addr().(*net.TCPAddr).Port)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRun_ProbeIgnoresProxy$")
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(name) {
+		case "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD":
+		default:
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, probeChildURL+"="+target,
+		"HTTP_PROXY="+proxy.URL, "HTTPS_PROXY="+proxy.URL, "http_proxy="+proxy.URL, "https_proxy="+proxy.URL)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("probe with HTTP_PROXY set: %v, output %q; want exit 0", err, out)
+	}
+	if n := proxied.Load(); n != 0 {
+		t.Errorf("requests through the proxy: got %d, want 0", n)
+	}
+	if n := direct.Load(); n != 1 {
+		t.Errorf("requests to the worker: got %d, want 1", n)
 	}
 }
