@@ -21,8 +21,21 @@ type envAlias struct {
 
 func sameTrimmed(a, b string) bool { return strings.TrimSpace(a) == strings.TrimSpace(b) }
 
+// sameURL compares two control plane URLs as URLs: the scheme and the host in any case, the path
+// exactly but for trailing slashes. A value that does not parse compares as text.
 func sameURL(a, b string) bool {
-	return strings.TrimRight(strings.TrimSpace(a), "/") == strings.TrimRight(strings.TrimSpace(b), "/")
+	return canonicalURL(a) == canonicalURL(b)
+}
+
+func canonicalURL(raw string) string {
+	raw = strings.TrimSpace(raw)
+	u, err := url.Parse(raw)
+	if err != nil {
+		return strings.TrimRight(raw, "/")
+	}
+	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	u.Path, u.RawPath = strings.TrimRight(u.Path, "/"), strings.TrimRight(u.RawPath, "/")
+	return u.String()
 }
 
 func langSmithAliases() []envAlias {
@@ -35,14 +48,15 @@ func langSmithAliases() []envAlias {
 
 // resolveAliases returns a lookup in which an alias's value is seen under its primary name, and
 // the name each primary's value was set under (for messages). An alias and its primary both set
-// to different values is an error that names both and shows neither value (one may be a key).
+// to different values is an error that names both and shows neither value (one may be a key). A
+// value that is only whitespace counts as unset, as it does when the primary is read alone.
 func resolveAliases(lookup func(string) (string, bool)) (func(string) (string, bool), map[string]string, error) {
 	values := map[string]string{}
 	setBy := map[string]string{}
 	for _, a := range langSmithAliases() {
 		p, pOK := lookup(a.primary)
 		v, vOK := lookup(a.alias)
-		pOK, vOK = pOK && p != "", vOK && v != ""
+		pOK, vOK = pOK && strings.TrimSpace(p) != "", vOK && strings.TrimSpace(v) != ""
 		switch {
 		case pOK && vOK && !a.same(p, v):
 			return nil, nil, &configError{name: a.primary + " and " + a.alias,

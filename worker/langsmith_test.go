@@ -75,6 +75,48 @@ func TestLoadConfig_LangSmithAliases(t *testing.T) {
 	}
 }
 
+// TestLoadConfig_LangSmithAliasesCompareAsTheyAreRead: a name set to only whitespace is unset, as
+// it is when read alone, so its alias holds; URLs are alike whatever the case of their scheme and
+// host, not of their path.
+func TestLoadConfig_LangSmithAliasesCompareAsTheyAreRead(t *testing.T) {
+	t.Run("a blank name is unset", func(t *testing.T) {
+		for _, env := range [][]string{
+			{"LANGSMITH_API_KEY= \t ", "LANGGRAPH_HOST_API_KEY=" + testAPIKey},
+			{"LANGSMITH_TENANT_ID=  ", "LANGSMITH_WORKSPACE_ID=" + testWorkspace},
+			{"LANGSMITH_CONTROL_PLANE_URL= ", "LANGGRAPH_HOST_URL=https://cp.example.com"},
+		} {
+			cfg, err := loadConfig(baseEnv(t, env...).LookupEnv, nil)
+			if err != nil {
+				assertNoSecret(t, "error", err.Error())
+				t.Errorf("%s blank, %s set: got %v, want no error: the blank name is unset, so its alias holds",
+					strings.SplitN(env[0], "=", 2)[0], strings.SplitN(env[1], "=", 2)[0], err)
+				continue
+			}
+			got := map[string]string{"LANGGRAPH_HOST_API_KEY": cfg.Credentials.APIKey, "LANGSMITH_WORKSPACE_ID": cfg.Credentials.TenantID,
+				"LANGGRAPH_HOST_URL": cfg.ControlPlaneURL.String()}
+			if name, want, _ := strings.Cut(env[1], "="); got[name] != want {
+				t.Errorf("%s: the setting is not its value, want it to be", name)
+			}
+		}
+	})
+	t.Run("URLs alike but for the case of scheme and host", func(t *testing.T) {
+		_, err := loadConfig(baseEnv(t, "LANGSMITH_TENANT_ID="+testWorkspace,
+			"LANGGRAPH_HOST_URL=HTTPS://API.host.langchain.com/", "LANGSMITH_CONTROL_PLANE_URL=https://api.host.langchain.com",
+		).LookupEnv, nil)
+		if err != nil {
+			t.Errorf("got %v, want no error: scheme and host are not case-sensitive", err)
+		}
+	})
+	t.Run("paths differ in case", func(t *testing.T) {
+		_, err := loadConfig(baseEnv(t, "LANGSMITH_TENANT_ID="+testWorkspace,
+			"LANGSMITH_CONTROL_PLANE_URL=https://cp.example.com/api-host", "LANGGRAPH_HOST_URL=https://cp.example.com/API-host",
+		).LookupEnv, nil)
+		if want := "LANGSMITH_CONTROL_PLANE_URL and LANGGRAPH_HOST_URL: both set, to different values"; err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("error: got %v, want it to start with %q", err, want)
+		}
+	})
+}
+
 // TestLoadConfig_Regions: with no control plane URL set, LANGSMITH_ENDPOINT's region picks it;
 // set, a URL in the other region is kept and warned about. Unknown hosts are left alone.
 func TestLoadConfig_Regions(t *testing.T) {
