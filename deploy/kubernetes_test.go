@@ -382,6 +382,35 @@ func TestKubernetes_EveryVariableIsOneTheWorkerReads(t *testing.T) {
 	})
 }
 
+// An EU user who sets only LANGSMITH_ENDPOINT gets the EU control plane: the manifests leave the
+// control plane URL (and its alias) unset, so LANGSMITH_ENDPOINT's region picks it, and the
+// ConfigMap shows the URL commented out, with the US default, for whoever needs to set it.
+func TestKubernetes_ControlPlaneURLFollowsLangSmithEndpoint(t *testing.T) {
+	m := loadManifests(t)
+	vars := workerVariables(t)
+	urlVar := workerVariable(t, vars, "envControlPlaneURL")
+	env := m.containerEnv(t)
+	for _, name := range []string{urlVar, workerVariable(t, vars, "envHostURL")} {
+		if v, ok := env[name]; ok {
+			t.Errorf("the manifests set %s=%s: a LANGSMITH_ENDPOINT on the EU host would get that control plane and a warning, "+
+				"not the EU one; leave it commented out in %s", name, v, k8sConfigMap)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(k8sDir, k8sConfigMap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := regexp.MustCompile(`(?m)^\s*#\s*` + regexp.QuoteMeta(urlVar) + `:\s*https://api\.host\.langchain\.com\s*$`)
+	if !shown.Match(b) {
+		t.Errorf("%s does not show %s commented out with the US default, https://api.host.langchain.com", k8sConfigMap, urlVar)
+	}
+	for _, want := range []string{"LANGSMITH_ENDPOINT", "eu.api.host.langchain.com"} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("%s does not say that LANGSMITH_ENDPOINT on the EU host picks the EU control plane (no %q)", k8sConfigMap, want)
+		}
+	}
+}
+
 func TestKubernetes_ProbesAndPortsMatchTheWorkersHTTPAddress(t *testing.T) {
 	m := loadManifests(t)
 	c := m.workerContainer(t)
