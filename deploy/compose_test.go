@@ -1030,6 +1030,97 @@ func TestCompose_NamespaceJobRegistersTheWorkersNamespace(t *testing.T) {
 	}
 }
 
+// fakeTemporal stands in for the temporal CLI when TestCompose_NamespaceJobRetriesAndIsIdempotent
+// runs the namespace job's script. The cluster is always healthy. FAKE_MODE says how the rest
+// answers: "down", every call fails; "transient", the first two calls fail, then describe and get
+// find what a create made; "exists", describe and get find nothing and a create answers what the
+// server answers when the thing is there already. FAKE_DIR/calls logs every call.
+const fakeTemporal = `#!/bin/sh
+echo "$*" >> "$FAKE_DIR/calls"
+[ "$1 $2 $3" = "operator cluster health" ] && exit 0
+fail() { echo "$*" >&2; exit 1; }
+case "$FAKE_MODE" in
+down) fail "connection refused" ;;
+transient)
+	echo x >> "$FAKE_DIR/failures"
+	[ "$(wc -l < "$FAKE_DIR/failures")" -le 2 ] && fail "connection refused" ;;
+esac
+case " $* " in
+*" create "*)
+	[ "$FAKE_MODE" = exists ] && [ "$2" = namespace ] && fail "Namespace \"$5\" already exists"
+	[ "$FAKE_MODE" = exists ] && fail "error creating Nexus endpoint. Endpoint with name x already registered"
+	: > "$FAKE_DIR/created-$2"; exit 0 ;;
+esac
+[ -e "$FAKE_DIR/created-$2" ] || fail "not found"
+`
+
+// runNamespaceJob runs the namespace job's script as its container would, with fakeTemporal as
+// the temporal CLI and a sleep that returns at once. It returns whether the script succeeded and
+// the temporal calls it made (the cluster health checks left out).
+func runNamespaceJob(t *testing.T, job types.ServiceConfig, mode string) (bool, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{"temporal": fakeTemporal, "sleep": "#!/bin/sh\nexit 0\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.CommandContext(t.Context(), "/bin/sh", append([]string(job.Entrypoint)[1:], jobScript(t, job))...)
+	cmd.Env = []string{"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"), "FAKE_DIR=" + dir, "FAKE_MODE=" + mode}
+	for k, v := range job.Environment {
+		if v != nil {
+			cmd.Env = append(cmd.Env, k+"="+*v)
+		}
+	}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run the namespace job's script: %v", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "calls"))
+	var calls []string
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasPrefix(line, "operator cluster health") {
+			calls = append(calls, strings.TrimSpace(line))
+		}
+	}
+	t.Logf("%s: %s", mode, out)
+	return err == nil, calls
+}
+
+// The namespace job retries each step, so a transient failure does not leave the stack without
+// its namespace (and the worker never started), and a create that finds the namespace or the
+// endpoint already there counts as done. It keeps restart "no": the retries are in the script.
+func TestCompose_NamespaceJobRetriesAndIsIdempotent(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("no /bin/sh to run the job's script")
+	}
+	job := service(t, loadProject(t, false), svcNamespace)
+	if job.Restart != "" && job.Restart != types.RestartPolicyNo {
+		t.Errorf("%s has restart %s; it retries inside its script, and its one exit is what depends_on sees", svcNamespace, job.Restart)
+	}
+	creates := func(calls []string, what string) bool {
+		return slices.ContainsFunc(calls, func(c string) bool { return strings.HasPrefix(c, "operator "+what+" create ") })
+	}
+	for _, mode := range []string{"transient", "exists"} {
+		ok, calls := runNamespaceJob(t, job, mode)
+		if !ok {
+			t.Errorf("%s: the job failed; want it to end with the namespace and the endpoint in place (calls %q)", mode, calls)
+		}
+		if !creates(calls, "namespace") || !creates(calls, "nexus endpoint") {
+			t.Errorf("%s: the job ran namespace create %t, endpoint create %t; want both (calls %q)", mode,
+				creates(calls, "namespace"), creates(calls, "nexus endpoint"), calls)
+		}
+	}
+	ok, calls := runNamespaceJob(t, job, "down")
+	if ok {
+		t.Errorf("down: the job succeeded against a server that answers nothing")
+	}
+	if n := len(calls); n < 2 || n > 40 {
+		t.Errorf("down: %d calls; want the first step retried, a bounded number of times", n)
+	}
+}
+
 // The server version the temporal CLI embeds, from its --version line or its go.mod, and the CLI
 // version the Makefile pins.
 var (
