@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -203,7 +204,7 @@ func TestContract_WhatEachAnswerBecomes(t *testing.T) {
 					t.Fatalf("got failure %s: %s, want outcome %s", r.err.Type(), r.err.Message(), tt.wantOutcome)
 				}
 				want := ac.RemoveConnectionResult{AgentID: tt.input.AgentID, ConnectionID: tt.input.ConnectionID, Outcome: tt.wantOutcome, Attempts: tt.wantRequests}
-				if r.result != want {
+				if !reflect.DeepEqual(r.result, want) {
 					t.Errorf("got %+v, want %+v", r.result, want)
 				}
 				return

@@ -74,6 +74,19 @@ func TestRemoveConnectionInput_JSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"retry":{"initial_interval":"soon"}}`), &in); err == nil {
 		t.Error("got no error for a bad duration, want one")
 	}
+	var snap RemoveConnectionInput
+	if err := json.Unmarshal([]byte(`{"agent_id":"a1","connection_id":"c1","snapshot":true}`), &snap); err != nil || !snap.Snapshot {
+		t.Errorf("got %+v (%v), want snapshot true", snap, err)
+	}
+	// A removal's result with its snapshot is a restore entry as it is.
+	out, _ = json.Marshal(RemoveConnectionResult{AgentID: "a1", ConnectionID: "c1", Outcome: OutcomeRemoved, Attempts: 1, OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}})
+	if want := `{"agent_id":"a1","connection_id":"c1","outcome":"removed","attempts":1,"oauth_token_id":"t1","provider_id":"github","scopes":["repo"]}`; string(out) != want {
+		t.Errorf("got %s, want %s", out, want)
+	}
+	var entry ConnectionSnapshot
+	if err := json.Unmarshal(out, &entry); err != nil || entry.OAuthTokenID != "t1" || entry.ConnectionID != "c1" || entry.ProviderID != "github" {
+		t.Errorf("got %+v (%v), want the result read as the snapshot of c1", entry, err)
+	}
 }
 
 func TestRetryOverrides_Validate(t *testing.T) {

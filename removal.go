@@ -19,6 +19,9 @@ type RemoveConnectionInput struct {
 	MissingOK *bool `json:"missing_ok,omitempty"`
 	// Retry overrides the activity's default timeouts and retry policy; absent fields keep the defaults.
 	Retry *RetryOverrides `json:"retry,omitempty"`
+	// Snapshot makes the removal list the agent first and return the connection's snapshot
+	// (oauth_token_id, provider_id, scopes) with its result, for a restore to re-create it.
+	Snapshot bool `json:"snapshot,omitempty"`
 }
 
 // MissingOKOrDefault returns MissingOK, or true when it is absent.
@@ -95,6 +98,17 @@ type RemoveConnectionResult struct {
 	// Attempts counts the HTTP requests sent for this removal, across Temporal attempts and
 	// in-process retries.
 	Attempts int `json:"attempts"`
+	// The connection's snapshot, with snapshot: true in the input and the connection listed (as a
+	// teardown's report entry carries it).
+	OAuthTokenID string   `json:"oauth_token_id,omitempty"`
+	ProviderID   string   `json:"provider_id,omitempty"`
+	Scopes       []string `json:"scopes,omitempty"`
+}
+
+// Snapshot is the removed connection's snapshot, and whether the result has one.
+func (r RemoveConnectionResult) Snapshot() (ConnectionSnapshot, bool) {
+	s := ConnectionSnapshot{ConnectionID: r.ConnectionID, OAuthTokenID: r.OAuthTokenID, ProviderID: r.ProviderID, Scopes: r.Scopes}
+	return s, r.OAuthTokenID != ""
 }
 
 // States of a RemoveConnectionWorkflow, as the removal_state query returns them.

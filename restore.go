@@ -1,6 +1,9 @@
 package agentconnections
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Names of the restore (RestoreAgentConnectionsWorkflow): it re-creates connections a teardown
 // removed, from the snapshot entries the teardown reported. Its queries and update are the
@@ -37,6 +40,11 @@ const (
 	MaxRestoreInputBytes = 384 << 10
 	// MaxSnapshotScopes bounds the scopes of one snapshot entry.
 	MaxSnapshotScopes = 64
+	// MaxSnapshotBytes bounds what a snapshot adds to a teardown's report entry, in JSON bytes
+	// (SnapshotBytes): its token, provider and scopes with their field names. A teardown keeps a
+	// listed token only when it passes ValidateID, a provider only when it fits, and scopes in the
+	// listed order while they fit (at most MaxSnapshotScopes); the restore needs only the token.
+	MaxSnapshotBytes = 1 << 10
 )
 
 // ConnectionSnapshot is what restoring a removed connection needs: the connection's ID when it was
@@ -48,6 +56,48 @@ type ConnectionSnapshot struct {
 	OAuthTokenID string   `json:"oauth_token_id"`
 	ProviderID   string   `json:"provider_id,omitempty"`
 	Scopes       []string `json:"scopes,omitempty"`
+}
+
+// SnapshotBytes is how many JSON bytes the token, provider and scopes add to an entry, field
+// names, quotes and commas included.
+func (s ConnectionSnapshot) SnapshotBytes() int {
+	n := 0
+	if s.OAuthTokenID != "" {
+		n += len(`,"oauth_token_id":`) + JSONBytes(s.OAuthTokenID)
+	}
+	if s.ProviderID != "" {
+		n += len(`,"provider_id":`) + JSONBytes(s.ProviderID)
+	}
+	if len(s.Scopes) > 0 {
+		n += len(`,"scopes":[]`) + len(s.Scopes) - 1 // the commas between scopes
+		for _, sc := range s.Scopes {
+			n += JSONBytes(sc)
+		}
+	}
+	return n
+}
+
+// BoundSnapshot is a listed connection's snapshot as a teardown keeps it: ok is false when the
+// token is missing, refused by ValidateID or alone over MaxSnapshotBytes (nothing is kept); a
+// provider that does not fit is left out, and scopes are kept in order while they fit, at most
+// MaxSnapshotScopes.
+func BoundSnapshot(s ConnectionSnapshot) (ConnectionSnapshot, bool) {
+	out := ConnectionSnapshot{ConnectionID: s.ConnectionID, OAuthTokenID: s.OAuthTokenID}
+	if s.OAuthTokenID == "" || ValidateID("oauth_token_id", s.OAuthTokenID) != nil || out.SnapshotBytes() > MaxSnapshotBytes {
+		return ConnectionSnapshot{ConnectionID: s.ConnectionID}, false
+	}
+	if with := (ConnectionSnapshot{OAuthTokenID: s.OAuthTokenID, ProviderID: s.ProviderID}); with.SnapshotBytes() <= MaxSnapshotBytes {
+		out.ProviderID = s.ProviderID
+	}
+	for _, sc := range s.Scopes {
+		next := out
+		next.Scopes = append(slices.Clone(out.Scopes), sc)
+		if len(next.Scopes) > MaxSnapshotScopes || next.SnapshotBytes() > MaxSnapshotBytes {
+			break
+		}
+		out = next
+	}
+	return out, true
 }
 
 // JSONSize is about how many bytes the entry takes as JSON (field names and punctuation included).

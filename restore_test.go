@@ -3,6 +3,7 @@ package agentconnections
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -73,5 +74,61 @@ func TestRestoreResult_NewConnectionIDs(t *testing.T) {
 	got := r.NewConnectionIDs()
 	if len(got) != 2 || got["c1"] != "n1" || got["c2"] != "n2" {
 		t.Errorf("got %v", got)
+	}
+}
+
+func TestBoundSnapshot(t *testing.T) {
+	long := strings.Repeat("s", 300)
+	got, ok := BoundSnapshot(ConnectionSnapshot{ConnectionID: "c1", OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{long, long, long, long}})
+	if !ok || got.OAuthTokenID != "t1" || got.ProviderID != "github" || len(got.Scopes) != 3 || got.SnapshotBytes() > MaxSnapshotBytes {
+		t.Errorf("got %+v (%d bytes), want the token, the provider and the 3 scopes that fit in %d bytes", got, got.SnapshotBytes(), MaxSnapshotBytes)
+	}
+	many := make([]string, MaxSnapshotScopes+5)
+	for i := range many {
+		many[i] = "s"
+	}
+	if got, _ := BoundSnapshot(ConnectionSnapshot{ConnectionID: "c1", OAuthTokenID: "t1", Scopes: many}); len(got.Scopes) != MaxSnapshotScopes {
+		t.Errorf("got %d scopes, want %d", len(got.Scopes), MaxSnapshotScopes)
+	}
+	if got, _ := BoundSnapshot(ConnectionSnapshot{ConnectionID: "c1", OAuthTokenID: "t1", ProviderID: strings.Repeat("<", 200)}); got.ProviderID != "" {
+		t.Errorf("got provider of %d bytes, want a provider over the bound left out", len(got.ProviderID))
+	}
+	for _, tok := range []string{"", "a/b", strings.Repeat("x", MaxIDBytes+1)} {
+		if got, ok := BoundSnapshot(ConnectionSnapshot{ConnectionID: "c1", OAuthTokenID: tok, ProviderID: "p"}); ok || got.OAuthTokenID != "" || got.ProviderID != "" {
+			t.Errorf("token %q: got %+v ok %t, want no snapshot", tok, got, ok)
+		}
+	}
+	// SnapshotBytes is what the fields add to an entry's JSON.
+	s := ConnectionSnapshot{ConnectionID: "c1", OAuthTokenID: "t<1", ProviderID: "p", Scopes: []string{"a", "b&"}}
+	bare, _ := json.Marshal(ConnectionOutcome{ConnectionID: "c1"})
+	full, _ := json.Marshal(ConnectionOutcome{ConnectionID: "c1"}.WithSnapshot(s))
+	if got := s.SnapshotBytes(); got != len(full)-len(bare) {
+		t.Errorf("got SnapshotBytes %d, want %d (the JSON difference)", got, len(full)-len(bare))
+	}
+}
+
+// A teardown's report entries are restore entries as JSON; RestoreEntries keeps the removed ones
+// and the interrupted ones that have a snapshot.
+func TestRestoreEntries_FromATeardownsReport(t *testing.T) {
+	report := []ConnectionOutcome{
+		{ConnectionID: "c1", Outcome: OutcomeRemoved, Attempts: 1, OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}},
+		{ConnectionID: "c2", Outcome: OutcomeFailed, FailureType: ErrInterrupted, OAuthTokenID: "t2"},
+		{ConnectionID: "c3", Outcome: OutcomeFailed, FailureType: ErrValidation, OAuthTokenID: "t3"},
+		{ConnectionID: "c4", Outcome: OutcomeAlreadyAbsent, OAuthTokenID: "t4"},
+		{ConnectionID: "c5", Outcome: OutcomeRemoved},
+		{ConnectionID: "c6", Outcome: OutcomeSkipped, OAuthTokenID: "t6"},
+	}
+	got := RestoreEntries(report)
+	want := []ConnectionSnapshot{{ConnectionID: "c1", OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}}, {ConnectionID: "c2", OAuthTokenID: "t2"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	b, _ := json.Marshal(RemoveAgentConnectionsResult{AgentID: "a1", Connections: report[:1]})
+	var in RestoreAgentConnectionsInput
+	if err := json.Unmarshal(b, &in); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Validate(); err != nil || !reflect.DeepEqual(in.Connections, want[:1]) {
+		t.Errorf("got %+v (validate: %v), want the teardown's result read as a restore input of c1", in, err)
 	}
 }

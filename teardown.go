@@ -115,7 +115,9 @@ const (
 	OutcomeSkipped = "skipped"
 )
 
-// ConnectionOutcome is what happened to one connection in a teardown.
+// ConnectionOutcome is what happened to one connection in a teardown. OAuthTokenID, ProviderID
+// and Scopes are the connection's snapshot, as the teardown listed it (absent when it was not
+// listed): the entry is then a ConnectionSnapshot as JSON, so a restore takes it as it is.
 type ConnectionOutcome struct {
 	ConnectionID string `json:"connection_id"`
 	Outcome      string `json:"outcome"`
@@ -123,6 +125,45 @@ type ConnectionOutcome struct {
 	Attempts    int    `json:"attempts"`
 	FailureType string `json:"failure_type,omitempty"`
 	Message     string `json:"message,omitempty"`
+	// The snapshot: what restoring the connection needs (no secret: the token ID is a reference).
+	OAuthTokenID string   `json:"oauth_token_id,omitempty"`
+	ProviderID   string   `json:"provider_id,omitempty"`
+	Scopes       []string `json:"scopes,omitempty"`
+}
+
+// Snapshot is the entry's snapshot, and whether it has one (an oauth_token_id).
+func (o ConnectionOutcome) Snapshot() (ConnectionSnapshot, bool) {
+	s := ConnectionSnapshot{ConnectionID: o.ConnectionID, OAuthTokenID: o.OAuthTokenID, ProviderID: o.ProviderID, Scopes: o.Scopes}
+	return s, o.OAuthTokenID != ""
+}
+
+// WithSnapshot is o carrying s's token, provider and scopes.
+func (o ConnectionOutcome) WithSnapshot(s ConnectionSnapshot) ConnectionOutcome {
+	o.OAuthTokenID, o.ProviderID, o.Scopes = s.OAuthTokenID, s.ProviderID, s.Scopes
+	return o
+}
+
+// Undoable reports whether a restore should re-create the entry's connection: the teardown
+// removed it (removed), or sent it a request whose answer it never had (failed, Interrupted),
+// and the entry has a snapshot.
+func (o ConnectionOutcome) Undoable() bool {
+	if o.OAuthTokenID == "" {
+		return false
+	}
+	return o.Outcome == OutcomeRemoved || (o.Outcome == OutcomeFailed && o.FailureType == ErrInterrupted)
+}
+
+// RestoreEntries are the snapshots of the undoable entries (Undoable), in order: the input of a
+// restore that undoes a teardown whose report held these entries.
+func RestoreEntries(outcomes []ConnectionOutcome) []ConnectionSnapshot {
+	out := []ConnectionSnapshot{}
+	for _, o := range outcomes {
+		if o.Undoable() {
+			s, _ := o.Snapshot()
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // RemoveAgentConnectionsResult is the result of RemoveAgentConnectionsWorkflow.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -249,7 +250,7 @@ func TestAwaitStandaloneRemoval(t *testing.T) {
 				t.Errorf("got a %d-byte message, want at most %d", len(got.Message), tt.wantMaxMsg)
 			}
 			got.Message = ""
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 			if n := f.requests.Load(); n != 0 {

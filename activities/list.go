@@ -3,10 +3,12 @@ package activities
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"go.temporal.io/sdk/activity"
 
 	ac "github.com/agentops/agentconnections"
+	"github.com/agentops/agentconnections/internal/controlplane"
 )
 
 // ListConnections lists the agent's connections (controlplane.Client.List: GET
@@ -27,36 +29,79 @@ func (a *Activities) ListConnections(ctx context.Context, in ListConnectionsInpu
 	defer stop()
 
 	logger := callLogger(ctx)
-	ids, err := a.cp.List(ctx, in.AgentID, logger)
+	conns, err := a.cp.Connections(ctx, in.AgentID, logger)
 	if err != nil {
 		return result, applicationError(err)
 	}
-	result = listPage(ids, in.After, in.MaxBytes)
+	result = listPage(listed(conns, in), in.After, in.MaxBytes)
+	result.Listed = len(conns)
 	logger.Debug("connection list page", "agent_id", in.AgentID, "page", len(result.ConnectionIDs), "more", result.More)
 	return result, nil
 }
 
-// listPage is the page of ids (distinct) sorted after `after`, at most maxBytes of IDs but never
-// empty while any remain.
-func listPage(ids []string, after string, maxBytes int) ListConnectionsResult {
+// listedConnection is one listed connection as a page holds it: its ID, and its bounded
+// snapshot when the page asks for snapshots and it has one.
+type listedConnection struct {
+	id   string
+	snap *ac.ConnectionSnapshot
+}
+
+// listed is the list as in asks for it: only the connections in in.Only when set, each with its
+// snapshot when in.Snapshot is set.
+func listed(conns []controlplane.Connection, in ListConnectionsInput) []listedConnection {
+	only := map[string]bool{}
+	for _, id := range in.Only {
+		only[id] = true
+	}
+	out := make([]listedConnection, 0, len(conns))
+	for _, c := range conns {
+		if len(in.Only) > 0 && !only[c.ID] {
+			continue
+		}
+		l := listedConnection{id: c.ID}
+		if in.Snapshot {
+			s, ok := ac.BoundSnapshot(ac.ConnectionSnapshot{ConnectionID: c.ID, OAuthTokenID: c.OAuthTokenID, ProviderID: c.ProviderID, Scopes: c.Scopes})
+			if ok {
+				l.snap = &s
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// size is what the connection adds to a page, in JSON bytes: its ID, and its snapshot.
+func (l listedConnection) size() int {
+	if l.snap == nil {
+		return ac.JSONBytes(l.id)
+	}
+	return ac.JSONBytes(l.id) + l.snap.JSONSize()
+}
+
+// listPage is the page of conns (distinct IDs) sorted after `after`, at most maxBytes of IDs and
+// snapshots but never empty while any remain.
+func listPage(conns []listedConnection, after string, maxBytes int) ListConnectionsResult {
 	if maxBytes <= 0 {
 		maxBytes = DefaultListPageBytes
 	}
-	sorted := slices.Clone(ids)
-	slices.Sort(sorted)
-	start, _ := slices.BinarySearch(sorted, after)
-	if start < len(sorted) && after != "" && sorted[start] == after {
+	sorted := slices.Clone(conns)
+	slices.SortFunc(sorted, func(a, b listedConnection) int { return strings.Compare(a.id, b.id) })
+	start, _ := slices.BinarySearchFunc(sorted, after, func(l listedConnection, id string) int { return strings.Compare(l.id, id) })
+	if start < len(sorted) && after != "" && sorted[start].id == after {
 		start++
 	}
-	res := ListConnectionsResult{ConnectionIDs: []string{}, Listed: len(ids)}
+	res := ListConnectionsResult{ConnectionIDs: []string{}, Listed: len(conns)}
 	size := 0
-	for _, id := range sorted[start:] {
-		if len(res.ConnectionIDs) > 0 && size+ac.JSONBytes(id) > maxBytes {
+	for _, l := range sorted[start:] {
+		if len(res.ConnectionIDs) > 0 && size+l.size() > maxBytes {
 			res.More = true
 			break
 		}
-		size += ac.JSONBytes(id)
-		res.ConnectionIDs = append(res.ConnectionIDs, id)
+		size += l.size()
+		res.ConnectionIDs = append(res.ConnectionIDs, l.id)
+		if l.snap != nil {
+			res.Snapshots = append(res.Snapshots, *l.snap)
+		}
 	}
 	return res
 }

@@ -160,3 +160,58 @@ func TestListConnections_MapsEachFailure(t *testing.T) {
 		})
 	}
 }
+
+// With snapshot set, each page carries the listed connections' snapshots (token, provider,
+// scopes, bounded), its bytes counting them; a token ValidateID refuses leaves no snapshot, and
+// only keeps the named connections.
+func TestListConnections_Snapshots(t *testing.T) {
+	body := `{"data":[
+		{"id":"c2","oauth_token_id":"t2","provider_id":"github","scopes":["repo","read:org"]},
+		{"id":"c1","oauth_token_id":"t1","provider_id":"google"},
+		{"id":"c3","oauth_token_id":"bad/token","provider_id":"x"},
+		{"id":"c4","oauth_token_id":"t4","scopes":["` + strings.Repeat("s", 600) + `","` + strings.Repeat("u", 600) + `"]}]}`
+	f := newFixture(t, status(200, body))
+	get := func(in ListConnectionsInput) ListConnectionsResult {
+		t.Helper()
+		val, err := f.env.ExecuteActivity(f.acts.ListConnections, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res ListConnectionsResult
+		if err := val.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := get(ListConnectionsInput{AgentID: "agent-1", Snapshot: true})
+	want := []ac.ConnectionSnapshot{
+		{ConnectionID: "c1", OAuthTokenID: "t1", ProviderID: "google"},
+		{ConnectionID: "c2", OAuthTokenID: "t2", ProviderID: "github", Scopes: []string{"repo", "read:org"}},
+		{ConnectionID: "c4", OAuthTokenID: "t4", Scopes: []string{strings.Repeat("s", 600)}},
+	}
+	if !reflect.DeepEqual(res.Snapshots, want) || len(res.ConnectionIDs) != 4 {
+		t.Errorf("got ids %q snapshots %+v, want 4 ids and %+v", res.ConnectionIDs, res.Snapshots, want)
+	}
+	if plain := get(ListConnectionsInput{AgentID: "agent-1"}); plain.Snapshots != nil {
+		t.Errorf("got snapshots %+v without snapshot set, want none", plain.Snapshots)
+	}
+	only := get(ListConnectionsInput{AgentID: "agent-1", Snapshot: true, Only: []string{"c2", "c9"}})
+	if !reflect.DeepEqual(only.ConnectionIDs, []string{"c2"}) || len(only.Snapshots) != 1 || only.Snapshots[0].OAuthTokenID != "t2" || only.Listed != 4 {
+		t.Errorf("got %+v, want only c2 with its snapshot, 4 listed", only)
+	}
+	// Pages count the snapshots: 700 bytes hold c1, c2 and c3 (no snapshot), not c4 besides.
+	var ids []string
+	after, pages := "", 0
+	for {
+		p := get(ListConnectionsInput{AgentID: "agent-1", Snapshot: true, After: after, MaxBytes: 700})
+		pages++
+		ids = append(ids, p.ConnectionIDs...)
+		if !p.More {
+			break
+		}
+		after = p.ConnectionIDs[len(p.ConnectionIDs)-1]
+	}
+	if !slices.Equal(ids, []string{"c1", "c2", "c3", "c4"}) || pages != 2 {
+		t.Errorf("got %q over %d pages, want c1..c4 over 2 pages of 700 bytes", ids, pages)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -201,7 +202,7 @@ func TestRemoveConnection_MapsEachAnswer(t *testing.T) {
 					t.Fatalf("got error %v, want success", err)
 				}
 				want := ac.RemoveConnectionResult{AgentID: "agent-1", ConnectionID: "conn-1", Outcome: tt.wantOutcome, Attempts: tt.wantRequests}
-				if res != want {
+				if !reflect.DeepEqual(res, want) {
 					t.Errorf("got result %+v, want %+v", res, want)
 				}
 				return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
 
@@ -174,7 +175,7 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			if !running || claim.Claimed != tt.want.Claimed || (claim.Outcome == nil) != (tt.want.Outcome == nil) ||
-				(claim.Outcome != nil && *claim.Outcome != *tt.want.Outcome) {
+				(claim.Outcome != nil && !reflect.DeepEqual(*claim.Outcome, *tt.want.Outcome)) {
 				t.Errorf("got (%+v, %t) for %s, want (%+v, true)", claim, running, tt.conn, tt.want)
 			}
 		}
@@ -187,7 +188,7 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 			t.Errorf("got (%+v, %t, %v) for a completed teardown, want not running", claim, running, err)
 		}
 		o, err := coord.FinishedTeardownOutcome(ctx, "agent-td", "c2")
-		if err != nil || o == nil || *o != *removed {
+		if err != nil || o == nil || !reflect.DeepEqual(*o, *removed) {
 			t.Errorf("got (%+v, %v) from the completed teardown's result, want %+v", o, err, removed)
 		}
 		if o, err := coord.FinishedTeardownOutcome(ctx, "agent-td", "c1"); err != nil || o != nil {
@@ -206,7 +207,7 @@ func TestTemporalCoordinator_DevServer(t *testing.T) {
 		if err := run.Get(ctx, nil); err == nil {
 			t.Fatal("got the cancelled teardown completed, want it Canceled")
 		}
-		if o, err := coord.FinishedTeardownOutcome(ctx, "agent-tdc", "c2"); err != nil || o == nil || *o != *removed {
+		if o, err := coord.FinishedTeardownOutcome(ctx, "agent-tdc", "c2"); err != nil || o == nil || !reflect.DeepEqual(*o, *removed) {
 			t.Errorf("got (%+v, %v) from the cancelled teardown's details, want %+v", o, err, removed)
 		}
 	})

@@ -28,8 +28,13 @@ type ListConnectionsInput struct {
 	// After pages the list: only IDs sorted after it are returned ("" starts at the beginning).
 	After string `json:"after,omitempty"`
 	// MaxBytes bounds the IDs returned, in JSON bytes (0 means DefaultListPageBytes), so the
-	// result stays far under Temporal's payload limit whatever the IDs.
+	// result stays far under Temporal's payload limit whatever the IDs; snapshots count too.
 	MaxBytes int `json:"max_bytes,omitempty"`
+	// Snapshot asks for each listed connection's snapshot (ac.BoundSnapshot of its token,
+	// provider and scopes) besides its ID.
+	Snapshot bool `json:"snapshot,omitempty"`
+	// Only, when set, keeps only these connection IDs in the result.
+	Only []string `json:"only,omitempty"`
 }
 
 // ListConnectionsResult is one page of an agent's connection IDs, sorted.
@@ -39,6 +44,8 @@ type ListConnectionsResult struct {
 	More bool `json:"more,omitempty"`
 	// Listed counts every connection the control plane listed, on this page or not.
 	Listed int `json:"listed"`
+	// Snapshots are the snapshots of this page's connections that have one, with Snapshot set.
+	Snapshots []ac.ConnectionSnapshot `json:"snapshots,omitempty"`
 }
 
 // DefaultListPageBytes bounds a ListConnections page in JSON bytes (ac.JSONBytes of each ID):

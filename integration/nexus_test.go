@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -102,7 +103,7 @@ func TestNexus_RemovalRemoves(t *testing.T) {
 	cs := newCallerSide(t, s)
 	out := cs.remove(ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1"})
 	want := ac.RemoveConnectionResult{AgentID: "a1", ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1}
-	if out.Failure != nil || out.Result == nil || *out.Result != want {
+	if out.Failure != nil || out.Result == nil || !reflect.DeepEqual(*out.Result, want) {
 		t.Fatalf("got %+v (failure %+v), want %+v", out.Result, out.Failure, want)
 	}
 	if s.em.HasConnection("a1", "c1") || s.em.DeleteCount("c1") != 1 {
@@ -252,7 +253,7 @@ func TestNexus_RacingADirectStartSendsOneDelete(t *testing.T) {
 		if directErr != nil || viaNexus.Result == nil {
 			t.Fatalf("%s: got direct error %v, Nexus %+v", id, directErr, viaNexus.Failure)
 		}
-		if *viaNexus.Result != direct || direct.Outcome != ac.OutcomeRemoved || direct.Attempts != 1 {
+		if !reflect.DeepEqual(*viaNexus.Result, direct) || direct.Outcome != ac.OutcomeRemoved || direct.Attempts != 1 {
 			t.Errorf("%s: got %+v through Nexus and %+v directly, want the same removal, removed by one request", id, *viaNexus.Result, direct)
 		}
 		if n := s.em.DeleteCount(id); n != 1 {

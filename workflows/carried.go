@@ -39,6 +39,9 @@ type carriedState struct {
 	Attempts    map[string]int    `json:"attempts,omitempty"`
 	Rounds      map[string]int    `json:"rounds,omitempty"`
 	LastFailure map[string]string `json:"last_failure,omitempty"`
+	// Snapshots are the pending connections' snapshots as the list gave them, by ID (a run's
+	// form; Items carry them). Finished ones are in their outcomes.
+	Snapshots map[string]ac.ConnectionSnapshot `json:"snapshots,omitempty"`
 	// Outcomes are the finished connections.
 	Outcomes []ac.ConnectionOutcome `json:"outcomes"`
 	// Runs counts the runs before this one.
@@ -60,6 +63,10 @@ type pendingItem struct {
 	Rounds   int        `json:"rounds,omitempty"`
 	Last     string     `json:"last,omitempty"`
 	ReadyAt  *time.Time `json:"ready_at,omitempty"`
+	// The connection's snapshot, when the list gave one.
+	OAuthTokenID string   `json:"oauth_token_id,omitempty"`
+	ProviderID   string   `json:"provider_id,omitempty"`
+	Scopes       []string `json:"scopes,omitempty"`
 }
 
 // pagedState names the run that serves a carried state too large for the continue-as-new input:

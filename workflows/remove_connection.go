@@ -41,8 +41,43 @@ var acts *activities.Activities
 // teardown of the same agent: when a running RemoveAgentConnectionsWorkflow owns the connection,
 // it takes that teardown's outcome instead of sending a second DELETE. Otherwise it runs the
 // RemoveConnection activity and returns its result; a failed removal returns the activity's
-// ApplicationError, type intact. The removal_state query says which of these it is doing.
+// ApplicationError, type intact. The removal_state query says which of these it is doing. With
+// snapshot set it lists the agent first (a failed list fails it with the list's type) and returns
+// the connection's snapshot with its result.
 func RemoveConnectionWorkflow(ctx workflow.Context, in ac.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
+	var snap ac.ConnectionSnapshot
+	if in.Snapshot && in.Validate() == nil {
+		s, err := listSnapshot(ctx, in)
+		if err != nil {
+			return ac.RemoveConnectionResult{AgentID: in.AgentID, ConnectionID: in.ConnectionID}, err
+		}
+		snap = s
+	}
+	res, err := removeConnection(ctx, in)
+	if err == nil {
+		res.OAuthTokenID, res.ProviderID, res.Scopes = snap.OAuthTokenID, snap.ProviderID, snap.Scopes
+	}
+	return res, err
+}
+
+// listSnapshot lists the agent for the connection's snapshot (empty when it is not listed or has
+// no usable token).
+func listSnapshot(ctx workflow.Context, in ac.RemoveConnectionInput) (ac.ConnectionSnapshot, error) {
+	actx := workflow.WithActivityOptions(ctx, listActivityOptions())
+	var res activities.ListConnectionsResult
+	list := activities.ListConnectionsInput{AgentID: in.AgentID, Snapshot: true, Only: []string{in.ConnectionID}}
+	if err := workflow.ExecuteActivity(actx, acts.ListConnections, list).Get(ctx, &res); err != nil {
+		return ac.ConnectionSnapshot{}, listFailure(err)
+	}
+	for _, s := range res.Snapshots {
+		if s.ConnectionID == in.ConnectionID {
+			return s, nil
+		}
+	}
+	return ac.ConnectionSnapshot{}, nil
+}
+
+func removeConnection(ctx workflow.Context, in ac.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
 	result := ac.RemoveConnectionResult{AgentID: in.AgentID, ConnectionID: in.ConnectionID}
 	if err := in.Validate(); err != nil {
 		return result, temporal.NewNonRetryableApplicationError(err.Error(), ac.ErrInvalidRequest, nil)

@@ -3,6 +3,9 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -58,7 +61,7 @@ func TestRemoveConnectionWorkflow_Success(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ac.RemoveConnectionResult{AgentID: "a1", ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1}
-	if res != want {
+	if !reflect.DeepEqual(res, want) {
 		t.Errorf("got %+v, want %+v", res, want)
 	}
 	if !got.MissingOK {
@@ -300,5 +303,62 @@ func TestRemoveConnectionWorkflow_TakesTheTeardownsOutcome(t *testing.T) {
 				t.Errorf("got states %v, want waiting_for_teardown while it waits", states)
 			}
 		})
+	}
+}
+
+// With snapshot: true the removal lists the agent first (only its connection, with snapshots)
+// and returns the snapshot with its result; without it, it lists nothing.
+func TestRemoveConnectionWorkflow_SnapshotListsFirstAndReturnsIt(t *testing.T) {
+	for _, withSnapshot := range []bool{true, false} {
+		t.Run(fmt.Sprint(withSnapshot), func(t *testing.T) {
+			env := newEnv(t)
+			var steps []string
+			var asked activities.ListConnectionsInput
+			env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, in activities.ListConnectionsInput) (activities.ListConnectionsResult, error) {
+					steps, asked = append(steps, "list"), in
+					return activities.ListConnectionsResult{ConnectionIDs: []string{"c1"}, Snapshots: []ac.ConnectionSnapshot{
+						{ConnectionID: "c1", OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}}}}, nil
+				})
+			env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, in activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
+					steps = append(steps, "delete")
+					return ac.RemoveConnectionResult{AgentID: in.AgentID, ConnectionID: in.ConnectionID, Outcome: ac.OutcomeRemoved, Attempts: 1}, nil
+				})
+			env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1", Snapshot: withSnapshot})
+			var res ac.RemoveConnectionResult
+			if err := env.GetWorkflowResult(&res); err != nil {
+				t.Fatal(err)
+			}
+			want := ac.RemoveConnectionResult{AgentID: "a1", ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1}
+			wantSteps := []string{"delete"}
+			if withSnapshot {
+				want.OAuthTokenID, want.ProviderID, want.Scopes = "t1", "github", []string{"repo"}
+				wantSteps = []string{"list", "delete"}
+				if !asked.Snapshot || !slices.Equal(asked.Only, []string{"c1"}) {
+					t.Errorf("got list input %+v, want snapshots of c1 only", asked)
+				}
+			}
+			if !reflect.DeepEqual(res, want) || !slices.Equal(steps, wantSteps) {
+				t.Errorf("got %+v after %v, want %+v after %v", res, steps, want, wantSteps)
+			}
+		})
+	}
+}
+
+// A snapshot removal whose list fails for good fails with the list's type and sends no DELETE.
+func TestRemoveConnectionWorkflow_SnapshotOfAMissingAgentFails(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(
+		activities.ListConnectionsResult{}, temporal.NewNonRetryableApplicationError("control plane answered 404", ac.ErrAgentNotFound, nil))
+	deletes := 0
+	env.OnActivity(ac.RemoveConnectionActivityType, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
+			deletes++
+			return ac.RemoveConnectionResult{}, nil
+		})
+	env.ExecuteWorkflow(RemoveConnectionWorkflow, ac.RemoveConnectionInput{AgentID: "a1", ConnectionID: "c1", Snapshot: true})
+	if got := workflowError(t, env); got.Type() != ac.ErrAgentNotFound || deletes != 0 {
+		t.Errorf("got %s with %d DELETEs, want AgentNotFound and none", got.Type(), deletes)
 	}
 }

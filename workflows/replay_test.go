@@ -4,6 +4,7 @@
 // `make test`. To re-record:
 //
 //	go run ./workflows/internal/recordhistories -out workflows/testdata
+//	go run ./workflows/internal/recordhistories -out workflows/testdata -only teardown_given_ids  # one
 //
 // Re-record only for a deliberate, versioned change. Patched with workflow.GetVersion, the old
 // histories must still replay (they are the workflows already running): copy them aside under new
@@ -39,7 +40,8 @@ var recordedHistories = []string{
 	"remove_connection_invalid_id.json",
 	"remove_connection_waits_for_teardown.json",
 	"teardown_listed.json",
-	"teardown_given_ids.json",
+	"teardown_given_ids.json",    // lists the agent first for the snapshots (version 1)
+	"teardown_given_ids_v0.json", // the same run before that list (no version marker)
 	"teardown_cancelled.json",
 	"teardown_temporal_cancelled.json",
 	"teardown_continued_as_new_run1.json",
@@ -148,7 +150,7 @@ func TestReplay_CatchesAnIncompatibleChange(t *testing.T) {
 			removeConnectionWithExtraActivity, workflows.RemoveAgentConnectionsWorkflow},
 		{"removal without its local activity", "remove_connection_removed.json",
 			removeConnectionWithoutClaimCheck, workflows.RemoveAgentConnectionsWorkflow},
-		{"teardown with an extra activity first", "teardown_given_ids.json",
+		{"teardown with an extra activity first", "teardown_given_ids_v0.json",
 			workflows.RemoveConnectionWorkflow, teardownWithExtraActivity},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

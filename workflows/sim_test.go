@@ -30,7 +30,11 @@ package workflows
 //  7. the teardown ends completed, failed AgentNotFound (only when the first list said 404) or
 //     Canceled (only after a Temporal cancel, with the result in its details), within 60 runs
 //     and 6 hours of workflow time; a cancel update that answered cancelled shows in the result,
-//     and no batch is scheduled after it was accepted.
+//     and no batch is scheduled after it was accepted;
+//  8. each entry of a connection the teardown's own list showed (given connections are listed
+//     too) carries the snapshot that list gave, bounded as a teardown keeps it, through
+//     continue-as-new, paged states and report pages; other entries carry none, and a removed
+//     entry is a valid restore entry.
 //
 // Run it:
 //
@@ -57,6 +61,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -232,6 +237,7 @@ type simStats struct {
 	largestPayload                         int
 	pagedStates, truncatedReports          int
 	standalones, ignoredCancels            int
+	snapshots                              int // removed entries whose snapshot was checked
 	outcomes, ends                         map[string]int
 	// examples are a few seeds of each notable kind, to replay.
 	examples map[string][]uint64
@@ -275,6 +281,7 @@ func (a *simStats) add(b simStats) {
 	a.pagedStates += b.pagedStates
 	a.truncatedReports += b.truncatedReports
 	a.standalones += b.standalones
+	a.snapshots += b.snapshots
 	a.maxRunsSeen = max(a.maxRunsSeen, b.maxRunsSeen)
 	a.slowest = append(a.slowest, b.slowest...)
 	slices.SortFunc(a.slowest, func(x, y simTimed) int { return int(y.took - x.took) })
@@ -298,9 +305,10 @@ func (a simStats) summary(seeds int) string {
 	return fmt.Sprintf("%d seeds, %d schedules (%d continued as new), %d runs (at most %d in one), %d invariant checks, %d DELETEs, "+
 		"%d cut-off requests, %d requests of lost batch attempts (%d lost attempts), %d repeated DELETEs after a cut-off or loss, "+
 		"%d DELETEs of other batches after a refusal (%d of the refused batch, in its check window; %d of retries of a refused lost attempt), largest payload %d bytes, %d paged states, %d truncated reports, "+
-		"%d standalone removals, %d Temporal cancels that landed after the workflow completed; ends %v; outcomes %v",
+		"%d standalone removals, %d Temporal cancels that landed after the workflow completed, %d removed entries' snapshots checked; ends %v; outcomes %v",
 		seeds, a.schedules, a.continued, a.runs, a.maxRunsSeen, a.checks, a.deletes, a.cutOff, a.lostRequests, a.lostAttempts, a.duplicates,
-		a.crossBatchRefused, a.gateWindow, a.retryAfterRefusal, a.largestPayload, a.pagedStates, a.truncatedReports, a.standalones, a.ignoredCancels, a.ends, a.outcomes)
+		a.crossBatchRefused, a.gateWindow, a.retryAfterRefusal, a.largestPayload, a.pagedStates, a.truncatedReports, a.standalones, a.ignoredCancels,
+		a.snapshots, a.ends, a.outcomes)
 }
 
 // simSchedule is everything one seed draws before the teardown starts.
@@ -1341,6 +1349,7 @@ func (s *simRun) checkSchedule() {
 		}
 		s.check(len(o.Message) <= ac.MaxOutcomeMessageBytes && utf8.ValidString(o.Message), "connection %.40q has a message of %d bytes (or not UTF-8)", o.ConnectionID, len(o.Message))
 	}
+	s.checkSnapshots(entries, listedAtStart, firstListed)
 	sum := res.Removed + res.AlreadyAbsent + res.Failed + res.Remained + res.Reappeared + res.Skipped
 	s.check(sum == res.Total && res.Total == len(s.report), "invariant 2: counts sum to %d, total %d, %d report entries", sum, res.Total, len(s.report))
 	s.check(counts[ac.OutcomeRemoved] == res.Removed && counts[ac.OutcomeAlreadyAbsent] == res.AlreadyAbsent &&
@@ -1579,6 +1588,36 @@ func (s *simRun) checkSchedule() {
 	}
 	s.obs.mu.Unlock()
 	s.stats.checks += 2
+}
+
+// checkSnapshots is invariant 8: an entry of a connection the teardown's own list showed carries
+// the snapshot that list gave (bounded as a teardown keeps it), across runs and pages; any other
+// entry carries none. A removed entry with a token is a valid restore entry.
+func (s *simRun) checkSnapshots(entries map[string]ac.ConnectionOutcome, listedAtStart bool, firstListed []string) {
+	listed := map[string]bool{}
+	for _, id := range firstListed {
+		listed[id] = true
+	}
+	for id, o := range entries {
+		got, has := o.Snapshot()
+		want, ok := ac.BoundSnapshot(simSnapshot(id))
+		if !listedAtStart || !listed[id] || o.Outcome == ac.OutcomeReappeared {
+			s.check(!has && o.ProviderID == "" && o.Scopes == nil, "invariant 8: %.40q (%s) was not in the teardown's list but carries a snapshot %+v", id, o.Outcome, got)
+			continue
+		}
+		if !ok {
+			s.check(!has && o.ProviderID == "" && o.Scopes == nil, "invariant 8: %.40q was listed without a usable token but carries %+v", id, got)
+			continue
+		}
+		if !s.check(reflect.DeepEqual(got, want), "invariant 8: %.40q (%s) carries snapshot %+v, the list gave %+v", id, o.Outcome, got, want) {
+			continue
+		}
+		if o.Outcome == ac.OutcomeRemoved {
+			s.stats.snapshots++
+			in := ac.RestoreAgentConnectionsInput{AgentID: s.sch.agentID, Connections: []ac.ConnectionSnapshot{got}}
+			s.check(in.Validate() == nil, "invariant 8: the removed entry %.40q is not a valid restore entry: %v", id, in.Validate())
+		}
+	}
 }
 
 func simDescribe(ds []*simDelete) string {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	ac "github.com/agentops/agentconnections"
 )
 
 // simDelete is one DELETE request, as the client sent it and the control plane answered it.
@@ -139,9 +141,9 @@ func (cp *simCP) serveList(w http.ResponseWriter, agent string) {
 	cp.mu.Lock()
 	n := len(cp.lists)
 	r := cp.draw("\x00list", n)
-	// Lists after the first DELETE (or any list, when the connections were given) verify; the
-	// ones before are the teardown's own listing, page by page.
-	verifying := cp.sch.given != nil || cp.total > 0
+	// Lists after the first DELETE verify; the ones before are the teardown's own listing, page
+	// by page (given connections too: it lists them for their snapshots).
+	verifying := cp.total > 0
 	var status int
 	var body string
 	var listed []string
@@ -181,8 +183,11 @@ func (cp *simCP) serveList(w http.ResponseWriter, agent string) {
 		}
 		status = http.StatusOK
 		type entry struct {
-			ID   string `json:"id"`
-			Name string `json:"name"`
+			ID           string   `json:"id"`
+			Name         string   `json:"name"`
+			OAuthTokenID string   `json:"oauth_token_id,omitempty"`
+			ProviderID   string   `json:"provider_id,omitempty"`
+			Scopes       []string `json:"scopes,omitempty"`
 		}
 		var data []entry
 		for id := range cp.exists {
@@ -191,7 +196,8 @@ func (cp *simCP) serveList(w http.ResponseWriter, agent string) {
 		slices.Sort(listed)
 		r.Shuffle(len(listed), func(i, j int) { listed[i], listed[j] = listed[j], listed[i] })
 		for _, id := range listed {
-			data = append(data, entry{ID: id, Name: "connection"})
+			snap := simSnapshot(id)
+			data = append(data, entry{ID: id, Name: "connection", OAuthTokenID: snap.OAuthTokenID, ProviderID: snap.ProviderID, Scopes: snap.Scopes})
 		}
 		b, _ := json.Marshal(map[string]any{"data": data})
 		body = string(b)
@@ -348,4 +354,28 @@ func (cp *simCP) standaloneDelete(ctx context.Context, client *http.Client, base
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// simSnapshot is the token, provider and scopes the scripted control plane lists for a connection,
+// drawn from its ID alone (not from the schedule's random source, so the schedules stay as they
+// were): most have a UUID-like token, a provider and a few scopes; some have none, a token
+// ValidateID refuses, or scopes too long to keep them all.
+func simSnapshot(id string) ac.ConnectionSnapshot {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("snapshot\x00" + id))
+	v := h.Sum64()
+	s := ac.ConnectionSnapshot{ConnectionID: id, OAuthTokenID: fmt.Sprintf("tok-%016x", v)}
+	switch v % 20 {
+	case 0:
+		return ac.ConnectionSnapshot{ConnectionID: id}
+	case 1:
+		s.OAuthTokenID = "tok/" + strconv.FormatUint(v, 36)
+	case 2:
+		s.Scopes = []string{strings.Repeat("https://scope.example/<read>&", 20), strings.Repeat("w", 600)}
+	}
+	if v%3 != 0 {
+		s.ProviderID = []string{"github", "google", "slack"}[(v/3)%3]
+		s.Scopes = append(s.Scopes, "read", "write:org")
+	}
+	return s
 }

@@ -141,13 +141,9 @@ func RemoveAgentConnectionsWorkflow(ctx workflow.Context, in TeardownInput) (ac.
 	logger := workflow.GetLogger(ctx)
 
 	if !t.st.Listed {
-		ids := in.ConnectionIDs
-		if len(ids) == 0 {
-			listed, err := t.list()
-			if err != nil {
-				return t.result(false), listFailure(err)
-			}
-			ids = listed
+		ids, err := t.firstList()
+		if err != nil {
+			return t.result(false), listFailure(err)
 		}
 		t.st.Pending = dedupe(ids)
 		t.st.Given = len(in.ConnectionIDs) > 0
@@ -247,6 +243,36 @@ func (t *teardown) initMaps() {
 	if t.st.LastFailure == nil {
 		t.st.LastFailure = map[string]string{}
 	}
+	if t.st.Snapshots == nil {
+		t.st.Snapshots = map[string]ac.ConnectionSnapshot{}
+	}
+}
+
+// snapshotListChange versions the list a teardown given connection IDs sends first (for their
+// snapshots): runs that started before it send no list.
+const snapshotListChange = "teardown-given-ids-snapshot-list"
+
+// firstList is the connections to remove, with their snapshots in st.Snapshots: the agent's
+// list, or the given IDs, whose snapshots come from a list all the same (on version 1).
+func (t *teardown) firstList() ([]string, error) {
+	given := t.in.ConnectionIDs
+	if len(given) > 0 && workflow.GetVersion(t.ctx, snapshotListChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return given, nil
+	}
+	listed, err := t.list(true)
+	if err != nil || len(given) == 0 {
+		return listed, err
+	}
+	keep := make(map[string]bool, len(given))
+	for _, id := range given {
+		keep[id] = true
+	}
+	for id := range t.st.Snapshots {
+		if !keep[id] {
+			delete(t.st.Snapshots, id)
+		}
+	}
+	return given, nil
 }
 
 // adopt indexes the carried state: what is finished, what is owned, what is ready.
@@ -263,6 +289,9 @@ func (t *teardown) adopt() {
 		setIf(t.st.Attempts, it.ID, it.Attempts)
 		setIf(t.st.Rounds, it.ID, it.Rounds)
 		setIf(t.st.LastFailure, it.ID, it.Last)
+		if it.OAuthTokenID != "" {
+			t.st.Snapshots[it.ID] = ac.ConnectionSnapshot{ConnectionID: it.ID, OAuthTokenID: it.OAuthTokenID, ProviderID: it.ProviderID, Scopes: it.Scopes}
+		}
 		if it.ReadyAt != nil {
 			readyAt[it.ID] = *it.ReadyAt
 		}
@@ -674,6 +703,10 @@ func (t *teardown) finish(o ac.ConnectionOutcome) {
 		return
 	}
 	o.Message = clipMessage(o.Message)
+	if snap, ok := t.st.Snapshots[o.ConnectionID]; ok {
+		o = o.WithSnapshot(snap)
+		delete(t.st.Snapshots, o.ConnectionID)
+	}
 	t.finished[o.ConnectionID] = len(t.st.Outcomes)
 	t.st.Outcomes = append(t.st.Outcomes, o)
 	delete(t.st.Attempts, o.ConnectionID)
@@ -792,32 +825,38 @@ func (t *teardown) carry() *carriedState {
 		st.Items = append(st.Items, t.pendingItem(d.id, d.readyAt))
 	}
 	// The items hold all of these, once per connection.
-	st.Pending, st.Attempts, st.Rounds, st.LastFailure = nil, nil, nil, nil
+	st.Pending, st.Attempts, st.Rounds, st.LastFailure, st.Snapshots = nil, nil, nil, nil, nil
 	st.Runs++
 	return &st
 }
 
 func (t *teardown) pendingItem(id string, readyAt time.Time) pendingItem {
-	it := pendingItem{ID: id, Attempts: t.st.Attempts[id], Rounds: t.st.Rounds[id], Last: t.st.LastFailure[id]}
+	snap := t.st.Snapshots[id]
+	it := pendingItem{ID: id, Attempts: t.st.Attempts[id], Rounds: t.st.Rounds[id], Last: t.st.LastFailure[id],
+		OAuthTokenID: snap.OAuthTokenID, ProviderID: snap.ProviderID, Scopes: snap.Scopes}
 	if !readyAt.IsZero() {
 		it.ReadyAt = &readyAt
 	}
 	return it
 }
 
-// list lists the agent page by page, so no list result nears the payload limit.
-func (t *teardown) list() ([]string, error) {
+// list lists the agent page by page, so no list result nears the payload limit. With snapshot,
+// the listed connections' snapshots go into st.Snapshots.
+func (t *teardown) list(snapshot bool) ([]string, error) {
 	actx := workflow.WithActivityOptions(t.ctx, listActivityOptions())
 	var ids []string
 	after := ""
 	for {
 		var res activities.ListConnectionsResult
-		in := activities.ListConnectionsInput{AgentID: t.in.AgentID, After: after}
+		in := activities.ListConnectionsInput{AgentID: t.in.AgentID, After: after, Snapshot: snapshot}
 		if err := workflow.ExecuteActivity(actx, acts.ListConnections, in).Get(t.ctx, &res); err != nil {
 			return nil, err
 		}
 		t.events += eventsPerActivity
 		ids = append(ids, res.ConnectionIDs...)
+		for _, s := range res.Snapshots {
+			t.st.Snapshots[s.ConnectionID] = s
+		}
 		if !res.More || len(res.ConnectionIDs) == 0 {
 			return ids, nil
 		}
@@ -839,7 +878,7 @@ func listFailure(err error) error {
 // remained; one it never saw has reappeared (only when it listed the agent itself: with given IDs
 // the others are not its business). It reports whether the check ran.
 func (t *teardown) verify() bool {
-	ids, err := t.list()
+	ids, err := t.list(false)
 	if err != nil {
 		workflow.GetLogger(t.ctx).Warn("teardown could not list the agent again to verify", "agent_id", t.in.AgentID, "error", err.Error())
 		return false
@@ -914,7 +953,8 @@ func reportPages(all []ac.ConnectionOutcome) [][2]int {
 	var pages [][2]int
 	start, size := 0, 0
 	for i, o := range all {
-		n := ac.JSONBytes(o.ConnectionID) + len(o.Outcome) + len(o.FailureType) + ac.JSONBytes(o.Message) + reportEntryOverhead
+		snap, _ := o.Snapshot()
+		n := ac.JSONBytes(o.ConnectionID) + len(o.Outcome) + len(o.FailureType) + ac.JSONBytes(o.Message) + snap.SnapshotBytes() + reportEntryOverhead
 		if i > start && size+n > ac.MaxReportBytes {
 			pages = append(pages, [2]int{start, i})
 			start, size = i, 0

@@ -2,8 +2,10 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +28,7 @@ import (
 // cancel update does, and the workflow ends Canceled with its result in the error's details.
 func TestTeardown_TemporalCancelEndsCanceledWithTheResult(t *testing.T) {
 	env := newTeardownEnv(t)
+	listsNothing(env) // given IDs: the first list is for their snapshots
 	cp := newFakeControlPlane()
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch).After(10 * time.Second)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 15*time.Second)
@@ -61,6 +64,7 @@ func TestTeardown_TemporalCancelEndsCanceledWithTheResult(t *testing.T) {
 // to another round, where a 404 reads as already absent (a request may have left uncounted).
 func TestTeardown_LostBatchKeepsWhatItFinished(t *testing.T) {
 	env := newTeardownEnv(t)
+	listsNothing(env) // given IDs: the first list is for their snapshots
 	var mu sync.Mutex
 	sent := map[string]int{}
 	var second []activities.BatchItem
@@ -112,6 +116,7 @@ func TestTeardown_LostBatchKeepsWhatItFinished(t *testing.T) {
 // A refused key (401/403) starts nothing more: the rest is skipped, and the result says why.
 func TestTeardown_RefusedKeyStopsTheTeardown(t *testing.T) {
 	env := newTeardownEnv(t)
+	listsNothing(env) // given IDs: the first list is for their snapshots
 	batches := 0
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RemoveConnectionsInput) (activities.RemoveConnectionsResult, error) {
@@ -162,6 +167,7 @@ func TestTeardown_MissingAgentFailsAgentNotFound(t *testing.T) {
 // batch did not send (a 429 on another one came first) does not use up its rounds.
 func TestTeardown_BusyIsBoundedAndNotSentIsNotARound(t *testing.T) {
 	env := newTeardownEnv(t)
+	listsNothing(env) // given IDs: the first list is for their snapshots
 	calls := map[string]int{}
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RemoveConnectionsInput) (activities.RemoveConnectionsResult, error) {
@@ -265,6 +271,7 @@ func TestTeardown_WorstCasePayloadsFit(t *testing.T) {
 	for i := range all {
 		all[i] = fmt.Sprintf("conn-%05d-", i) + strings.Repeat("x", ac.MaxIDBytes-11)
 	}
+	snaps := worstCaseSnapshots(all)
 	fail := func(_ context.Context, in activities.RemoveConnectionsInput) (activities.RemoveConnectionsResult, error) {
 		var res activities.RemoveConnectionsResult
 		for _, it := range in.Items {
@@ -277,7 +284,7 @@ func TestTeardown_WorstCasePayloadsFit(t *testing.T) {
 	in := TeardownInput{RemoveAgentConnectionsInput: ac.RemoveAgentConnectionsInput{AgentID: "a1", Concurrency: 50, MaxHistoryEvents: 600}}
 	rec := &sizeRecorder{DataConverter: converter.GetDefaultDataConverter()}
 	var res ac.RemoveAgentConnectionsResult
-	paged := 0
+	paged, largestEntry := 0, 0
 	for run := 1; ; run++ {
 		if run > 20 {
 			t.Fatal("got more than 20 runs, want the teardown to finish")
@@ -292,7 +299,7 @@ func TestTeardown_WorstCasePayloadsFit(t *testing.T) {
 		if run > 1 {
 			env.SetContinuedExecutionRunID(fmt.Sprintf("run-%d", run-1))
 		}
-		env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(pagedList(all))
+		env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(pagedSnapshotList(all, snaps))
 		env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(fail)
 		from := prev
 		env.OnActivity("LoadCarriedState", mock.Anything, mock.Anything).Return(
@@ -336,6 +343,16 @@ func TestTeardown_WorstCasePayloadsFit(t *testing.T) {
 		if len(got) != n {
 			t.Errorf("got %d distinct entries over %d report pages, want %d", len(got), res.ReportPages, n)
 		}
+		for id, o := range got {
+			if s, ok := o.Snapshot(); !ok || !reflect.DeepEqual(s, snaps[id]) {
+				t.Fatalf("%.20s: got snapshot %+v, want %+v carried through every run and page", id, s, snaps[id])
+			}
+			b, err := json.Marshal(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			largestEntry = max(largestEntry, len(b))
+		}
 		break
 	}
 	if res.Total != n || res.Failed != n || !res.ReportTruncated || len(res.Connections) == 0 {
@@ -347,6 +364,55 @@ func TestTeardown_WorstCasePayloadsFit(t *testing.T) {
 	if rec.largest > 512<<10 {
 		t.Errorf("got a %d-byte payload, want every payload under 512 KB", rec.largest)
 	}
-	t.Logf("worst case: %d connections of %d-byte IDs, %d runs (%d paged), largest payload %d bytes, %d report pages",
-		n, ac.MaxIDBytes, res.Runs, paged, rec.largest, res.ReportPages)
+	t.Logf("worst case: %d connections of %d-byte IDs with snapshots of %d bytes, %d runs (%d paged), largest payload %d bytes, %d report pages, largest report entry %d bytes",
+		n, ac.MaxIDBytes, snaps[all[0]].SnapshotBytes(), res.Runs, paged, rec.largest, res.ReportPages, largestEntry)
+}
+
+// worstCaseSnapshots gives each connection the largest snapshot a teardown keeps: a 256-byte
+// token, a provider, and scopes up to MaxSnapshotBytes.
+func worstCaseSnapshots(all []string) map[string]ac.ConnectionSnapshot {
+	out := make(map[string]ac.ConnectionSnapshot, len(all))
+	for i, id := range all {
+		scopes := make([]string, ac.MaxSnapshotScopes)
+		for j := range scopes {
+			scopes[j] = fmt.Sprintf("scope-%02d-<&>", j)
+		}
+		tok := fmt.Sprintf("tok-%05d-", i) + strings.Repeat("t", ac.MaxIDBytes-10)
+		s, ok := ac.BoundSnapshot(ac.ConnectionSnapshot{ConnectionID: id, OAuthTokenID: tok, ProviderID: "provider-" + strings.Repeat("p", 40), Scopes: scopes})
+		if !ok || s.SnapshotBytes() < ac.MaxSnapshotBytes-40 {
+			panic(fmt.Sprintf("worst-case snapshot of %d bytes, want about %d", s.SnapshotBytes(), ac.MaxSnapshotBytes))
+		}
+		out[id] = s
+	}
+	return out
+}
+
+// pagedSnapshotList lists all with their snapshots as ListConnections pages them: sorted, after
+// in.After, at most DefaultListPageBytes of IDs and snapshots a page; snapshots only when asked.
+func pagedSnapshotList(all []string, snaps map[string]ac.ConnectionSnapshot) func(context.Context, activities.ListConnectionsInput) (activities.ListConnectionsResult, error) {
+	sorted := slices.Sorted(slices.Values(all))
+	return func(_ context.Context, in activities.ListConnectionsInput) (activities.ListConnectionsResult, error) {
+		i, _ := slices.BinarySearch(sorted, in.After)
+		if i < len(sorted) && sorted[i] == in.After {
+			i++
+		}
+		res := activities.ListConnectionsResult{ConnectionIDs: []string{}, Listed: len(sorted)}
+		size := 0
+		for _, id := range sorted[i:] {
+			n := ac.JSONBytes(id)
+			if in.Snapshot {
+				n += snaps[id].JSONSize()
+			}
+			if len(res.ConnectionIDs) > 0 && size+n > activities.DefaultListPageBytes {
+				res.More = true
+				break
+			}
+			size += n
+			res.ConnectionIDs = append(res.ConnectionIDs, id)
+			if in.Snapshot {
+				res.Snapshots = append(res.Snapshots, snaps[id])
+			}
+		}
+		return res, nil
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,12 @@ func newTeardownEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	env.RegisterWorkflow(RemoveAgentConnectionsWorkflow)
 	env.RegisterActivity(&activities.Activities{})
 	return env
+}
+
+// listsNothing answers every list of the agent with no connections (a teardown given IDs lists
+// them first for their snapshots; these entries then carry none).
+func listsNothing(env *testsuite.TestWorkflowEnvironment) {
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{ConnectionIDs: []string{}}, nil)
 }
 
 func ids(prefix string, n int) []string {
@@ -125,11 +133,14 @@ func TestTeardown_ListsRemovesAndVerifies(t *testing.T) {
 	env := newTeardownEnv(t)
 	all := ids("c", 25)
 	lists := 0
-	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, activities.ListConnectionsInput{AgentID: "a1"}).Return(
-		func(context.Context, activities.ListConnectionsInput) (activities.ListConnectionsResult, error) {
+	var asked []bool
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ListConnectionsInput) (activities.ListConnectionsResult, error) {
 			lists++
+			asked = append(asked, in.Snapshot)
 			if lists == 1 {
-				return activities.ListConnectionsResult{ConnectionIDs: all}, nil
+				// Every connection but the last has a snapshot.
+				return activities.ListConnectionsResult{ConnectionIDs: all, Snapshots: testSnapshots(all[:24])}, nil
 			}
 			return activities.ListConnectionsResult{}, nil
 		})
@@ -141,13 +152,91 @@ func TestTeardown_ListsRemovesAndVerifies(t *testing.T) {
 	if res.Total != 25 || res.Removed != 25 || !res.Verified {
 		t.Errorf("got total %d removed %d verified %t, want 25, 25, true", res.Total, res.Removed, res.Verified)
 	}
-	if lists != 2 {
-		t.Errorf("got %d list calls, want 2 (list, then verify)", lists)
+	if lists != 2 || !slices.Equal(asked, []bool{true, false}) {
+		t.Errorf("got %d list calls asking snapshots %v, want 2 (list with snapshots, then verify without)", lists, asked)
 	}
 	for _, id := range all {
 		if cp.removed[id] != 1 {
 			t.Errorf("got %s removed %d times, want once", id, cp.removed[id])
 		}
+	}
+	checkSnapshots(t, res.Connections, testSnapshots(all[:24]))
+	if got := ac.RestoreEntries(res.Connections); !reflect.DeepEqual(got, testSnapshots(all[:24])) {
+		t.Errorf("got restore entries %+v, want the 24 snapshots listed", got)
+	}
+}
+
+// testSnapshots is a snapshot per ID, as a list would give them.
+func testSnapshots(ids []string) []ac.ConnectionSnapshot {
+	out := make([]ac.ConnectionSnapshot, len(ids))
+	for i, id := range ids {
+		out[i] = ac.ConnectionSnapshot{ConnectionID: id, OAuthTokenID: "tok-" + id, ProviderID: "github", Scopes: []string{"repo", id}}
+	}
+	return out
+}
+
+// checkSnapshots checks that the entries of the connections in want carry their snapshot, and the
+// others none.
+func checkSnapshots(t *testing.T, entries []ac.ConnectionOutcome, want []ac.ConnectionSnapshot) {
+	t.Helper()
+	byID := map[string]ac.ConnectionSnapshot{}
+	for _, s := range want {
+		byID[s.ConnectionID] = s
+	}
+	for _, o := range entries {
+		got, has := o.Snapshot()
+		w, ok := byID[o.ConnectionID]
+		if has != ok || (ok && !reflect.DeepEqual(got, w)) || (!ok && (o.ProviderID != "" || o.Scopes != nil)) {
+			t.Errorf("%s: got snapshot %+v (%t), want %+v (%t)", o.ConnectionID, got, has, w, ok)
+		}
+	}
+}
+
+// Given IDs, the teardown lists the agent first for their snapshots: a given connection listed
+// carries its snapshot, one not listed none, and a listed connection not given is not reported.
+func TestTeardown_GivenIDsListFirstForTheirSnapshots(t *testing.T) {
+	env := newTeardownEnv(t)
+	var asked []bool
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ListConnectionsInput) (activities.ListConnectionsResult, error) {
+			asked = append(asked, in.Snapshot)
+			if len(asked) > 1 {
+				return activities.ListConnectionsResult{ConnectionIDs: []string{"other"}}, nil
+			}
+			listed := []string{"c1", "c2", "other"}
+			return activities.ListConnectionsResult{ConnectionIDs: listed, Snapshots: testSnapshots(listed)}, nil
+		})
+	cp := newFakeControlPlane()
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"c1", "c2", "gone"}})
+	res := teardownResult(t, env)
+	if res.Total != 3 || res.Removed != 3 || len(res.Connections) != 3 {
+		t.Fatalf("got %+v, want the 3 given removed", res)
+	}
+	if !slices.Equal(asked, []bool{true, false}) {
+		t.Errorf("got lists asking snapshots %v, want [true false]: a list before removing, then the verifying one", asked)
+	}
+	checkSnapshots(t, res.Connections, testSnapshots([]string{"c1", "c2"}))
+	if cp.removed["other"] != 0 {
+		t.Error("got the listed connection that was not given removed, want it left alone")
+	}
+}
+
+// A teardown given IDs whose first list answers 404 fails AgentNotFound before any DELETE, as one
+// that lists does.
+func TestTeardown_GivenIDsMissingAgentFailsAgentNotFound(t *testing.T) {
+	env := newTeardownEnv(t)
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(
+		activities.ListConnectionsResult{}, temporal.NewNonRetryableApplicationError("control plane answered 404", ac.ErrAgentNotFound, nil))
+	cp := newFakeControlPlane()
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch)
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: []string{"c1"}})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ac.ErrAgentNotFound {
+		t.Fatalf("got %v, want AgentNotFound", err)
+	}
+	if len(cp.calls) != 0 {
+		t.Errorf("got %d connections sent a DELETE, want none", len(cp.calls))
 	}
 }
 
@@ -227,6 +316,7 @@ func TestTeardown_PartialFailuresAndTransientRetries(t *testing.T) {
 
 func TestTeardown_StopsOnFirstFailureWithoutContinueOnError(t *testing.T) {
 	env := newTeardownEnv(t)
+	listsNothing(env) // given IDs: the first list is for their snapshots
 	cp := newFakeControlPlane()
 	cp.answer = func(id string, _ int) (ac.ConnectionOutcome, *activities.TransientFailure) {
 		if id == "c0000" {
@@ -247,6 +337,7 @@ func TestTeardown_StopsOnFirstFailureWithoutContinueOnError(t *testing.T) {
 
 func TestTeardown_CancelLetsInFlightFinishAndStartsNothing(t *testing.T) {
 	env := newTeardownEnv(t)
+	listsNothing(env) // given IDs: the first list is for their snapshots
 	cp := newFakeControlPlane()
 	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(cp.batch).After(10 * time.Second)
 	var accepted, completed bool

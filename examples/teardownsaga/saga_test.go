@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -171,7 +172,7 @@ func TestSaga_TeardownLeavesAConnection_FailsAndCompensatesOnlyItsOwnSteps(t *te
 				t.Errorf("message: got %q, want it to say the removals stand", appErr.Error())
 			}
 			if res.FailedStep != teardownsaga.StepRemoveConnections || !res.TeardownFinished || res.ConnectionsRemoved != 2 ||
-				res.DeploymentDeleted || len(res.NotRemoved) != 1 || res.NotRemoved[0] != tt.outcome {
+				res.DeploymentDeleted || len(res.NotRemoved) != 1 || !reflect.DeepEqual(res.NotRemoved[0], tt.outcome) {
 				t.Errorf("got %+v, want failed at remove_connections, 2 removed reported, c9 not removed, the deployment kept", res)
 			}
 			if !slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) || len(res.CompensationFailures) != 0 {
