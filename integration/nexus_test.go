@@ -160,7 +160,10 @@ func TestNexus_RefusedInputIsTypedAndStartsNothing(t *testing.T) {
 func TestNexus_TeardownWithProgress(t *testing.T) {
 	const n = 1500
 	s := newStack(t, "agent-nx", connectionIDs(n)...)
-	s.em.SetLatency(10 * time.Millisecond)
+	// At least 7.5 s of requests (1,500 at 20 in parallel, 100 ms each): a window the progress
+	// query cannot miss on a loaded machine, where 10 ms once let the whole teardown finish
+	// between two answered queries.
+	s.em.SetLatency(100 * time.Millisecond)
 	cs := newCallerSide(t, s)
 	run := cs.run(nexuscaller.Teardown, nexuscaller.TeardownInput{Endpoint: cs.endpoint,
 		Teardown: ac.RemoveAgentConnectionsInput{AgentID: "agent-nx", Concurrency: 20, MaxHistoryEvents: 100}})
