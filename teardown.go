@@ -187,6 +187,10 @@ type RemoveAgentConnectionsResult struct {
 	Verified bool `json:"verified"`
 	// Runs counts the workflow runs (continue-as-new starts a new one).
 	Runs int `json:"runs"`
+	// ConnectionsGiven is true when the run was given connection_ids: it removed (and verified)
+	// only those, not every connection of the agent. A caller that attached to a run it did not
+	// start (through Nexus, say) and needs the whole agent gone must check it.
+	ConnectionsGiven bool `json:"connections_given,omitempty"`
 	// Connections has one entry per connection, sorted by ID, as many as fit in MaxReportBytes.
 	Connections []ConnectionOutcome `json:"connections"`
 	// ReportTruncated is set when Connections holds fewer entries than Total; ReportQuery on the

@@ -11,6 +11,8 @@ package nexusservice
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 
 	"github.com/nexus-rpc/sdk-go/nexus"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -52,6 +54,31 @@ func refused(err error) error {
 	}
 }
 
+// MaxOperationTokenBytes bounds the operation token of a start. The SDK makes the token from the
+// workflow ID (base64 of {"t":1,"ns":<namespace>,"wid":<workflow ID>}, where JSON writes '&', '<'
+// and '>' as six bytes each) and puts it twice in the callback's header, which the server caps at
+// 8 KiB, and the caller's server caps a token at 4 KiB. Twice 3.5 KiB leaves 1 KiB of the header
+// for the rest. Only a removal whose IDs are long and full of those characters reaches it.
+const MaxOperationTokenBytes = 3584
+
+// operationTokenBytes is the size of the SDK's workflow-run operation token for workflowID in
+// namespace.
+func operationTokenBytes(namespace, workflowID string) int {
+	return base64.RawURLEncoding.EncodedLen(len(`{"t":1,"ns":,"wid":}`) + ac.JSONBytes(namespace) + ac.JSONBytes(workflowID))
+}
+
+// tokenFits refuses a start whose operation token would pass MaxOperationTokenBytes: the server
+// would refuse it with an untyped error, after the caller's retries.
+func tokenFits(ctx context.Context, workflowID string) error {
+	n := operationTokenBytes(temporalnexus.GetOperationInfo(ctx).Namespace, workflowID)
+	if n <= MaxOperationTokenBytes {
+		return nil
+	}
+	return refused(fmt.Errorf("agent_id and connection_id make a %d-byte Nexus operation token, the limit is %d "+
+		"(IDs count as JSON, where '&', '<' and '>' take six bytes each): start this one directly, not through Nexus",
+		n, MaxOperationTokenBytes))
+}
+
 // removeConnection is ac.RemoveConnectionOperation: RemoveConnectionWorkflow under
 // ac.RemoveConnectionWorkflowID.
 func removeConnection() nexus.Operation[ac.RemoveConnectionInput, ac.RemoveConnectionResult] {
@@ -61,8 +88,11 @@ func removeConnection() nexus.Operation[ac.RemoveConnectionInput, ac.RemoveConne
 			if err := in.Validate(); err != nil {
 				return nil, refused(err)
 			}
-			return temporalnexus.ExecuteUntypedWorkflow[ac.RemoveConnectionResult](ctx, opts,
-				startOptions(ac.RemoveConnectionWorkflowID(in.AgentID, in.ConnectionID)), ac.RemoveConnectionWorkflowType, in)
+			id := ac.RemoveConnectionWorkflowID(in.AgentID, in.ConnectionID)
+			if err := tokenFits(ctx, id); err != nil {
+				return nil, err
+			}
+			return temporalnexus.ExecuteUntypedWorkflow[ac.RemoveConnectionResult](ctx, opts, startOptions(id), ac.RemoveConnectionWorkflowType, in)
 		},
 	})
 }
@@ -76,8 +106,11 @@ func removeAgentConnections() nexus.Operation[ac.RemoveAgentConnectionsInput, ac
 			if err := in.Validate(); err != nil {
 				return nil, refused(err)
 			}
-			return temporalnexus.ExecuteUntypedWorkflow[ac.RemoveAgentConnectionsResult](ctx, opts,
-				startOptions(ac.RemoveAgentConnectionsWorkflowID(in.AgentID)), ac.RemoveAgentConnectionsWorkflowType, in)
+			id := ac.RemoveAgentConnectionsWorkflowID(in.AgentID)
+			if err := tokenFits(ctx, id); err != nil {
+				return nil, err
+			}
+			return temporalnexus.ExecuteUntypedWorkflow[ac.RemoveAgentConnectionsResult](ctx, opts, startOptions(id), ac.RemoveAgentConnectionsWorkflowType, in)
 		},
 	})
 }

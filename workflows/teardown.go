@@ -911,14 +911,16 @@ func (t *teardown) result(verified bool) ac.RemoveAgentConnectionsResult {
 	all := t.sortedOutcomes()
 	pages := reportPages(all)
 	res := ac.RemoveAgentConnectionsResult{
-		AgentID:     t.in.AgentID,
-		Cancelled:   t.st.Cancelled,
-		StopReason:  t.st.StopReason,
-		Verified:    verified,
-		Runs:        t.st.Runs + 1,
-		Total:       len(all),
-		ReportPages: len(pages),
-		Connections: []ac.ConnectionOutcome{},
+		AgentID:    t.in.AgentID,
+		Cancelled:  t.st.Cancelled,
+		StopReason: t.st.StopReason,
+		Verified:   verified,
+		Runs:       t.st.Runs + 1,
+		Total:      len(all),
+		// Given IDs make the run cover only those: an attached caller must be able to tell.
+		ConnectionsGiven: t.st.Given,
+		ReportPages:      len(pages),
+		Connections:      []ac.ConnectionOutcome{},
 	}
 	if len(pages) > 0 {
 		res.Connections = all[pages[0][0]:pages[0][1]]

@@ -7,11 +7,22 @@ package nexuscaller
 
 import (
 	"errors"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	ac "github.com/agentops/agentconnections"
+)
+
+// Bounds of the operations. Each operation's ScheduleToCloseTimeout ends it (a timeout error at
+// the caller) once the server has scheduled it, whatever the handler does: a handler that keeps
+// failing retryably is retried until then.
+const (
+	// RemoveTimeout bounds RemoveConnection's operation (the removal itself gives up within 30 minutes).
+	RemoveTimeout = time.Hour
+	// TeardownTimeout bounds Teardown's operation; a teardown of 10,000 connections takes hours.
+	TeardownTimeout = 24 * time.Hour
 )
 
 // RemoveInput is the input of RemoveConnection.
@@ -39,11 +50,20 @@ type Failure struct {
 }
 
 // RemoveConnection removes one connection through the endpoint and reports the result or the
-// typed failure; any other error (the endpoint is unknown, say) fails the workflow.
+// typed failure; any other error (a timeout, say) fails the workflow.
+//
+// An endpoint name the server does not know fails nothing on Temporal 1.29 by default: the server
+// refuses the workflow task that schedules the operation, and the task is retried until the
+// workflow's own timeout, so the operation's timeout never starts. The dynamic config setting
+// component.nexusoperations.endpointNotFoundAlwaysNonRetryable (default false, so that a new
+// endpoint has time to reach every host) makes the operation fail at once instead. A workflow
+// that must end on its own starts a timer before the task that schedules the operation, as the
+// saga example does.
 func RemoveConnection(ctx workflow.Context, in RemoveInput) (RemoveOutcome, error) {
 	c := workflow.NewNexusClient(in.Endpoint, ac.NexusService)
 	var res ac.RemoveConnectionResult
-	err := c.ExecuteOperation(ctx, ac.RemoveConnectionOperation, in.Removal, workflow.NexusOperationOptions{}).Get(ctx, &res)
+	err := c.ExecuteOperation(ctx, ac.RemoveConnectionOperation, in.Removal,
+		workflow.NexusOperationOptions{ScheduleToCloseTimeout: RemoveTimeout}).Get(ctx, &res)
 	if err != nil {
 		f, ok := TypedFailure(err)
 		if !ok {
@@ -88,7 +108,8 @@ func Teardown(ctx workflow.Context, in TeardownInput) (ac.RemoveAgentConnections
 	c := workflow.NewNexusClient(in.Endpoint, ac.NexusService)
 	var res ac.RemoveAgentConnectionsResult
 	// The default cancellation type waits for the teardown to end, so the partial result exists.
-	err := c.ExecuteOperation(ctx, ac.RemoveAgentConnectionsOperation, in.Teardown, workflow.NexusOperationOptions{}).Get(ctx, &res)
+	err := c.ExecuteOperation(ctx, ac.RemoveAgentConnectionsOperation, in.Teardown,
+		workflow.NexusOperationOptions{ScheduleToCloseTimeout: TeardownTimeout}).Get(ctx, &res)
 	var canceled *temporal.CanceledError
 	switch {
 	case err == nil:

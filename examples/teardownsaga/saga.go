@@ -50,7 +50,23 @@ const (
 	// ErrConnectionsNotRemoved is the cause when the teardown returned with any connection not
 	// removed or already absent (failed, remained, reappeared, skipped), or was cancelled.
 	ErrConnectionsNotRemoved = "ConnectionsNotRemoved"
+	// ErrTeardownNotOfTheAgent is the cause when the teardown's result is that of a run given
+	// connection IDs (connections_given): the Nexus variant attached to a teardown someone started
+	// for chosen connections, which removed and verified only those, so the agent may still have
+	// others. The saga fails and compensates rather than delete the deployment.
+	ErrTeardownNotOfTheAgent = "TeardownNotOfTheWholeAgent"
+	// ErrTeardownTimedOut is the cause when the Nexus variant's teardown did not end within
+	// SagaInput.TeardownTimeout (or its endpoint does not exist): the saga cancelled it.
+	ErrTeardownTimedOut = "TeardownTimedOut"
 )
+
+// DefaultTeardownTimeout is SagaInput.TeardownTimeout's default.
+const DefaultTeardownTimeout = 24 * time.Hour
+
+// operationTimeoutMargin is how much longer than TeardownTimeout the Nexus operation's own
+// ScheduleToCloseTimeout is: the saga's deadline comes first and cancels the teardown (waiting for
+// it to stop); the operation's timeout is the backstop should that cancellation not end.
+const operationTimeoutMargin = time.Minute
 
 // maxNotRemoved bounds SagaResult.NotRemoved, so a teardown that failed for every connection of a
 // large agent does not push the saga's result past Temporal's payload limit.
@@ -68,6 +84,13 @@ type SagaInput struct {
 	// child workflow: the variant for a saga that runs in a namespace of its own. The endpoint
 	// targets the agent-connections worker; TeardownTaskQueue is then unused.
 	NexusEndpoint string `json:"nexus_endpoint,omitempty"`
+	// TeardownTimeout bounds the Nexus variant: when this long after the saga started the teardown
+	// has not ended, the saga cancels it (waiting for it to stop), fails at StepRemoveConnections
+	// and compensates. It also ends a saga whose endpoint does not exist: the server then fails
+	// the saga's workflow task again and again, the operation is never scheduled and its own
+	// timeout never starts, but the deadline (a timer started with step 1) still fires. Zero
+	// means DefaultTeardownTimeout.
+	TeardownTimeout ac.Duration `json:"teardown_timeout,omitempty"`
 }
 
 // SagaResult is what the saga did. A failed or cancelled saga carries it as its error's details.
@@ -156,6 +179,14 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 		return res, temporal.NewNonRetryableApplicationError("deployment_id is empty", ac.ErrInvalidRequest, nil)
 	}
 	ctx = workflow.WithActivityOptions(ctx, stepOptions)
+	// The Nexus variant's deadline starts now, in a workflow task that completes with step 1's
+	// command, so it fires even when every task that schedules the operation fails.
+	var deadline workflow.Future
+	if in.NexusEndpoint != "" {
+		var stop workflow.CancelFunc
+		deadline, stop = startDeadline(ctx, teardownTimeout(in))
+		defer stop()
+	}
 	var compensations []compensation
 	fail := func(step string, err error) (SagaResult, error) {
 		res.FailedStep = step
@@ -174,7 +205,7 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 
 	// Step 2. No compensation here yet; RestoreAgentConnectionsWorkflow could re-create the removed
 	// connections from their OAuth tokens.
-	teardown, err := removeConnections(ctx, in)
+	teardown, err := removeConnections(ctx, in, deadline)
 	if err != nil {
 		// A missing agent (AgentNotFound) or a cancelled teardown ends the saga here, before the
 		// irreversible step; what a cancelled teardown removed is reported.
@@ -188,6 +219,11 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 		if o.Outcome != ac.OutcomeRemoved && o.Outcome != ac.OutcomeAlreadyAbsent && len(res.NotRemoved) < maxNotRemoved {
 			res.NotRemoved = append(res.NotRemoved, o)
 		}
+	}
+	if teardown.ConnectionsGiven {
+		return fail(StepRemoveConnections, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the teardown of agent %s that answered was given %d connection IDs: it did not remove every connection of the agent",
+				in.AgentID, teardown.Total), ErrTeardownNotOfTheAgent, nil))
 	}
 	if notRemoved := teardown.Total - teardown.Removed - teardown.AlreadyAbsent; notRemoved != 0 || teardown.Cancelled {
 		return fail(StepRemoveConnections, temporal.NewNonRetryableApplicationError(
@@ -208,9 +244,9 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 // removeConnections runs the teardown of the agent as a child workflow and returns its result.
 // A teardown of the same agent already running (an operator's `starter --all`, say) makes the
 // start fail: the saga then fails and compensates rather than wait on a run it does not own.
-func removeConnections(ctx workflow.Context, in SagaInput) (ac.RemoveAgentConnectionsResult, error) {
+func removeConnections(ctx workflow.Context, in SagaInput, deadline workflow.Future) (ac.RemoveAgentConnectionsResult, error) {
 	if in.NexusEndpoint != "" {
-		return removeConnectionsThroughNexus(ctx, in)
+		return removeConnectionsThroughNexus(ctx, in, deadline)
 	}
 	queue := in.TeardownTaskQueue
 	if queue == "" {
@@ -239,22 +275,60 @@ func removeConnections(ctx workflow.Context, in SagaInput) (ac.RemoveAgentConnec
 
 // removeConnectionsThroughNexus runs the teardown of the agent through the Nexus endpoint. Unlike
 // the child workflow, the operation attaches to a teardown of the same agent that is already
-// running and returns that teardown's result. Cancelling the saga cancels the operation, and so
-// the teardown; the default cancellation type waits for the teardown to stop, as the child's
-// WaitForCancellation does, and its canceled error carries the partial result.
-func removeConnectionsThroughNexus(ctx workflow.Context, in SagaInput) (ac.RemoveAgentConnectionsResult, error) {
+// running and returns that teardown's result: the saga checks connections_given before it goes
+// on. Cancelling the saga cancels the operation, and so the teardown; the default cancellation
+// type waits for the teardown to stop, as the child's WaitForCancellation does, and its canceled
+// error carries the partial result. The deadline cancels the operation the same way.
+func removeConnectionsThroughNexus(ctx workflow.Context, in SagaInput, deadline workflow.Future) (ac.RemoveAgentConnectionsResult, error) {
 	c := workflow.NewNexusClient(in.NexusEndpoint, ac.NexusService)
+	opCtx, cancelOp := workflow.WithCancel(ctx)
+	defer cancelOp()
+	op := c.ExecuteOperation(opCtx, ac.RemoveAgentConnectionsOperation, ac.RemoveAgentConnectionsInput{AgentID: in.AgentID},
+		workflow.NexusOperationOptions{ScheduleToCloseTimeout: teardownTimeout(in) + operationTimeoutMargin})
+	timedOut := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(op, func(workflow.Future) {})
+	sel.AddFuture(deadline, func(workflow.Future) {
+		timedOut = true
+		cancelOp()
+	})
+	sel.Select(ctx)
 	var r ac.RemoveAgentConnectionsResult
-	err := c.ExecuteOperation(ctx, ac.RemoveAgentConnectionsOperation,
-		ac.RemoveAgentConnectionsInput{AgentID: in.AgentID}, workflow.NexusOperationOptions{}).Get(ctx, &r)
+	err := op.Get(ctx, &r)
 	if err != nil {
 		var canceled *temporal.CanceledError
 		if errors.As(err, &canceled) && canceled.HasDetails() {
 			_ = canceled.Details(&r)
 		}
+		if timedOut {
+			// A workflow task boundary before the compensations: when the deadline drops an
+			// operation the server never accepted, the Go SDK's replay mispredicts the event IDs
+			// of the activities scheduled in that same task (a nondeterminism error).
+			_ = workflow.Sleep(ctx, time.Millisecond)
+			// Not wrapped: a CanceledError in the chain would end the saga Canceled, as if it had
+			// been cancelled itself.
+			return r, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"teardown of agent %s through Nexus endpoint %s did not end within %s of the saga's start (does the endpoint exist?): %v",
+				in.AgentID, in.NexusEndpoint, teardownTimeout(in), err), ErrTeardownTimedOut, nil)
+		}
 		return r, fmt.Errorf("teardown of agent %s through Nexus endpoint %s: %w", in.AgentID, in.NexusEndpoint, err)
 	}
 	return r, nil
+}
+
+// teardownTimeout is in.TeardownTimeout or its default.
+func teardownTimeout(in SagaInput) time.Duration {
+	if in.TeardownTimeout > 0 {
+		return in.TeardownTimeout.D()
+	}
+	return DefaultTeardownTimeout
+}
+
+// startDeadline starts a timer of d that the saga's cancellation does not cancel (a cancelled
+// saga cancels the operation itself); stop cancels it.
+func startDeadline(ctx workflow.Context, d time.Duration) (workflow.Future, workflow.CancelFunc) {
+	dctx, stop := workflow.NewDisconnectedContext(ctx)
+	return workflow.NewTimer(dctx, d), stop
 }
 
 // compensate runs the compensations in reverse order. It uses a disconnected context: when the
