@@ -59,6 +59,7 @@ func newCallerSide(t *testing.T, s *stack) *callerSide {
 	w := worker.New(c, cs.taskQueue, worker.Options{})
 	w.RegisterWorkflow(nexuscaller.RemoveConnection)
 	w.RegisterWorkflow(nexuscaller.Teardown)
+	w.RegisterWorkflow(nexuscaller.Restore)
 	w.RegisterWorkflow(teardownsaga.AgentTeardownSaga)
 	cs.platform.Register(w)
 	if err := w.Start(); err != nil {

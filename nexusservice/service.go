@@ -1,12 +1,13 @@
 // Package nexusservice is the worker's Nexus service, ac.NexusService: the operations
-// ac.RemoveConnectionOperation and ac.RemoveAgentConnectionsOperation, each backed by its
-// workflow. The worker registers it on its task queue, so a Nexus endpoint that targets the
+// ac.RemoveConnectionOperation, ac.RemoveAgentConnectionsOperation and
+// ac.RestoreAgentConnectionsOperation, each backed by its workflow. The worker registers it on its task queue, so a Nexus endpoint that targets the
 // worker's namespace and task queue reaches it.
 //
 // Each operation starts its workflow exactly as the starter does: the contract's workflow ID, the
 // ID-conflict policy UseExisting and the reuse policy AllowDuplicate, on the task queue the
 // operation arrived on. A Nexus call and a direct start of the same removal or teardown therefore
-// converge on one run; the one that comes second attaches to the run and gets its result.
+// converge on one run; the one that comes second attaches to the run and gets its result. The same
+// holds for a restore.
 package nexusservice
 
 import (
@@ -23,10 +24,10 @@ import (
 	ac "github.com/agentops/agentconnections"
 )
 
-// New returns the service with both operations registered.
+// New returns the service with its three operations registered.
 func New() (*nexus.Service, error) {
 	svc := nexus.NewService(ac.NexusService)
-	if err := svc.Register(removeConnection(), removeAgentConnections()); err != nil {
+	if err := svc.Register(removeConnection(), removeAgentConnections(), restoreAgentConnections()); err != nil {
 		return nil, err
 	}
 	return svc, nil
@@ -74,7 +75,7 @@ func tokenFits(ctx context.Context, workflowID string) error {
 	if n <= MaxOperationTokenBytes {
 		return nil
 	}
-	return refused(fmt.Errorf("agent_id and connection_id make a %d-byte Nexus operation token, the limit is %d "+
+	return refused(fmt.Errorf("the IDs (agent_id, and connection_id for a removal) make a %d-byte Nexus operation token, the limit is %d "+
 		"(IDs count as JSON, where '&', '<' and '>' take six bytes each): start this one directly, not through Nexus",
 		n, MaxOperationTokenBytes))
 }
@@ -111,6 +112,24 @@ func removeAgentConnections() nexus.Operation[ac.RemoveAgentConnectionsInput, ac
 				return nil, err
 			}
 			return temporalnexus.ExecuteUntypedWorkflow[ac.RemoveAgentConnectionsResult](ctx, opts, startOptions(id), ac.RemoveAgentConnectionsWorkflowType, in)
+		},
+	})
+}
+
+// restoreAgentConnections is ac.RestoreAgentConnectionsOperation: RestoreAgentConnectionsWorkflow
+// under ac.RestoreAgentConnectionsWorkflowID.
+func restoreAgentConnections() nexus.Operation[ac.RestoreAgentConnectionsInput, ac.RestoreAgentConnectionsResult] {
+	return temporalnexus.MustNewWorkflowRunOperationWithOptions(temporalnexus.WorkflowRunOperationOptions[ac.RestoreAgentConnectionsInput, ac.RestoreAgentConnectionsResult]{
+		Name: ac.RestoreAgentConnectionsOperation,
+		Handler: func(ctx context.Context, in ac.RestoreAgentConnectionsInput, opts nexus.StartOperationOptions) (temporalnexus.WorkflowHandle[ac.RestoreAgentConnectionsResult], error) {
+			if err := in.Validate(); err != nil {
+				return nil, refused(err)
+			}
+			id := ac.RestoreAgentConnectionsWorkflowID(in.AgentID)
+			if err := tokenFits(ctx, id); err != nil {
+				return nil, err
+			}
+			return temporalnexus.ExecuteUntypedWorkflow[ac.RestoreAgentConnectionsResult](ctx, opts, startOptions(id), ac.RestoreAgentConnectionsWorkflowType, in)
 		},
 	})
 }

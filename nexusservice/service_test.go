@@ -16,7 +16,7 @@ func TestNew_UsesTheContractNames(t *testing.T) {
 	if svc.Name != ac.NexusService {
 		t.Errorf("got service %q, want %q", svc.Name, ac.NexusService)
 	}
-	for _, op := range []string{ac.RemoveConnectionOperation, ac.RemoveAgentConnectionsOperation} {
+	for _, op := range []string{ac.RemoveConnectionOperation, ac.RemoveAgentConnectionsOperation, ac.RestoreAgentConnectionsOperation} {
 		if svc.Operation(op) == nil {
 			t.Errorf("got no operation %q", op)
 		}

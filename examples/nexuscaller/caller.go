@@ -23,6 +23,8 @@ const (
 	RemoveTimeout = time.Hour
 	// TeardownTimeout bounds Teardown's operation; a teardown of 10,000 connections takes hours.
 	TeardownTimeout = 24 * time.Hour
+	// RestoreTimeout bounds Restore's operation, as long as a teardown's.
+	RestoreTimeout = 24 * time.Hour
 )
 
 // RemoveInput is the input of RemoveConnection.
@@ -123,4 +125,22 @@ func Teardown(ctx workflow.Context, in TeardownInput) (ac.RemoveAgentConnections
 	default:
 		return res, err
 	}
+}
+
+// RestoreInput is the input of Restore.
+type RestoreInput struct {
+	Endpoint string                          `json:"endpoint"`
+	Restore  ac.RestoreAgentConnectionsInput `json:"restore"`
+}
+
+// Restore re-creates removed connections of an agent through the endpoint and returns the
+// restore's result. An entry that failed (a revoked token: ValidationError with the 422's detail)
+// is a failed entry of the result, not an error; a restore that failed as a whole (AgentNotFound,
+// say) fails Restore with the operation's error, whose cause chain holds the typed failure.
+func Restore(ctx workflow.Context, in RestoreInput) (ac.RestoreAgentConnectionsResult, error) {
+	c := workflow.NewNexusClient(in.Endpoint, ac.NexusService)
+	var res ac.RestoreAgentConnectionsResult
+	err := c.ExecuteOperation(ctx, ac.RestoreAgentConnectionsOperation, in.Restore,
+		workflow.NexusOperationOptions{ScheduleToCloseTimeout: RestoreTimeout}).Get(ctx, &res)
+	return res, err
 }
