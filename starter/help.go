@@ -53,6 +53,7 @@ running for it, and waits for the outcome.
 usage:
   starter --agent-id A --connection-id C [flags]
   starter --agent-id A --all [--connection-ids C1,C2] [flags]
+  starter restore (FILE | -) [flags]   undo a teardown from its saved result (starter restore -h)
 `)
 	shortOf := map[string]string{}
 	for alias, name := range aliases {

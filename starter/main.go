@@ -8,6 +8,7 @@
 //	starter --agent-id A --connection-id C [--missing-ok=true] [--wait=true] [--timeout D] [-o json|text]
 //	starter --agent-id A --all [--connection-ids C1,C2] [--concurrency N] [--continue-on-error=true] ...
 //	starter ... --dry-run         print what would be started; start nothing, contact nothing
+//	starter restore FILE|- [...]  undo a teardown: restore the connections its saved result removed
 //
 // The Temporal connection comes from the environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 // TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE) through the SDK's
@@ -111,6 +112,9 @@ func run(ctx context.Context, args, vars []string, stdout, stderr io.Writer) int
 // order they run.
 func runConsole(ctx context.Context, args, vars []string, con console) int {
 	env := environ.Env(vars)
+	if len(args) > 0 && args[0] == restoreCommand {
+		return runRestoreCommand(ctx, args[1:], env, con)
+	}
 	opts, code, ok := parseArgs(args, env, con.stdout, con.stderr)
 	if !ok {
 		return code
@@ -128,21 +132,9 @@ func runConsole(ctx context.Context, args, vars []string, con console) int {
 			return code
 		}
 	}
-	// The SDK's default logger writes to stdout, which would spoil -o json; its warnings go to
-	// stderr instead.
-	zl, err := logging.New(logging.FormatConsole, "warn", con.stderr)
-	if err != nil {
-		return failf(con.stderr, exitStarter, "%v", err)
-	}
-	defer func() { _ = zl.Sync() }()
-	clientOpts.Logger = logging.NewAdapter(zl)
-
-	c, err := dial(ctx, clientOpts)
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return interruptedf(ctx, con.stderr, "interrupted while connecting to Temporal; nothing started")
-	case err != nil:
-		return failf(con.stderr, exitStarter, "%v", err)
+	c, code, ok := connect(ctx, clientOpts, con.stderr)
+	if !ok {
+		return code
 	}
 	defer c.Close()
 
@@ -150,6 +142,26 @@ func runConsole(ctx context.Context, args, vars []string, con console) int {
 		return runTeardown(ctx, c, opts, con.stdout, con.stderr)
 	}
 	return runRemoval(ctx, c, opts, con.stdout, con.stderr)
+}
+
+// connect dials Temporal with the SDK's log on stderr; ok is false when it could not, with the exit
+// code to return.
+func connect(ctx context.Context, clientOpts client.Options, stderr io.Writer) (client.Client, int, bool) {
+	// The SDK's default logger writes to stdout, which would spoil -o json; its warnings go to
+	// stderr instead.
+	zl, err := logging.New(logging.FormatConsole, "warn", stderr)
+	if err != nil {
+		return nil, failf(stderr, exitStarter, "%v", err), false
+	}
+	clientOpts.Logger = logging.NewAdapter(zl)
+	c, err := dial(ctx, clientOpts)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, interruptedf(ctx, stderr, "interrupted while connecting to Temporal; nothing started"), false
+	case err != nil:
+		return nil, failf(stderr, exitStarter, "%v", err), false
+	}
+	return c, 0, true
 }
 
 // loadClientOptions reads the Temporal connection as every Temporal tool does (envconfig: the

@@ -106,7 +106,11 @@ func printDryRun(stdout, stderr io.Writer, opts options, p plan) int {
 // confirm asks on the terminal before anything is started, and returns ok true on a yes. Anything
 // else, an empty line and end of input included, is a no; an interrupt while asking is one too.
 func confirm(ctx context.Context, con console, p plan) (code int, ok bool) {
-	_, _ = fmt.Fprintf(con.stdout, "About to remove %s.\n%sContinue? [y/N] ", p.what(maxAsked), p.where())
+	verb := "remove"
+	if p.WorkflowType == ac.RestoreAgentConnectionsWorkflowType {
+		verb = "restore"
+	}
+	_, _ = fmt.Fprintf(con.stdout, "About to %s %s.\n%sContinue? [y/N] ", verb, p.what(maxAsked), p.where())
 	answer := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(con.stdin).ReadString('\n')

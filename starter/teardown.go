@@ -131,13 +131,19 @@ func withFullReport(ctx context.Context, c client.Client, workflowID string, r a
 // waitTeardown waits for the teardown's result (following continue-as-new) and, when progress is
 // not nil, asks the progress query about every pollInterval meanwhile.
 func waitTeardown(ctx context.Context, c client.Client, wr client.WorkflowRun, progress *progressPrinter) (ac.RemoveAgentConnectionsResult, error) {
+	return waitWithProgress[ac.RemoveAgentConnectionsResult](ctx, c, wr, progress)
+}
+
+// waitWithProgress waits for a teardown's or a restore's result, R, and, when progress is not nil,
+// asks the progress query about every pollInterval meanwhile.
+func waitWithProgress[R any](ctx context.Context, c client.Client, wr client.WorkflowRun, progress *progressPrinter) (R, error) {
 	type outcome struct {
-		result ac.RemoveAgentConnectionsResult
+		result R
 		err    error
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		var r ac.RemoveAgentConnectionsResult
+		var r R
 		err := wr.Get(ctx, &r)
 		done <- outcome{r, err}
 	}()
