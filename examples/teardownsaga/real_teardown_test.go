@@ -62,6 +62,7 @@ func TestSaga_WithTheRealTeardown(t *testing.T) {
 			platform := teardownsaga.NewStandInPlatform("dep-1")
 			env.RegisterWorkflow(teardownsaga.AgentTeardownSaga)
 			env.RegisterWorkflowWithOptions(workflows.RemoveAgentConnectionsWorkflow, workflow.RegisterOptions{Name: ac.RemoveAgentConnectionsWorkflowType})
+			env.RegisterWorkflowWithOptions(workflows.RestoreAgentConnectionsWorkflow, workflow.RegisterOptions{Name: ac.RestoreAgentConnectionsWorkflowType})
 			env.RegisterActivity(acts)
 			platform.Register(env)
 			env.ExecuteWorkflow(teardownsaga.AgentTeardownSaga, teardownsaga.SagaInput{AgentID: agent, DeploymentID: "dep-1"})
@@ -80,7 +81,7 @@ func TestSaga_WithTheRealTeardown(t *testing.T) {
 				wantLeft = 3 // the saga never touched a1
 			}
 			if left := em.Connections("a1"); len(left) != wantLeft {
-				t.Errorf("got connections %v left, want %d", left, wantLeft)
+				t.Errorf("got connections %v left, want %d (saga: %v)", left, wantLeft, err)
 			}
 			if platform.DeploymentExists("dep-1") != tt.wantFailure {
 				t.Errorf("got deployment exists %t, want %t", platform.DeploymentExists("dep-1"), tt.wantFailure)

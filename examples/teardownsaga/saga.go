@@ -1,9 +1,11 @@
 // Package teardownsaga is an example for calling services, not part of the worker: the saga that a
 // service owning agent deployments would write around the teardown workflow. It disables the
 // agent, removes every connection of the agent through RemoveAgentConnectionsWorkflow as a child
-// workflow, then deletes the deployment. When a step fails it undoes its own earlier steps in
-// reverse order, and never the removals: this API cannot restore a removed connection, so the
-// saga reports how many were removed instead.
+// workflow, then deletes the deployment. When a step fails it undoes the earlier steps in reverse
+// order: once the teardown has returned its result, that includes the removals, which
+// RestoreAgentConnectionsWorkflow (a child workflow, or the restore operation of the Nexus
+// variant) re-creates from the teardown's snapshot, one connection per OAuth token, before the
+// agent is enabled again. The saga's result maps each removed connection ID to its new one.
 //
 // It imports only the contract package (github.com/agentops/agentconnections) from this module.
 // Its own activities (DisableAgent, EnableAgent, DeleteDeployment) stand for the calling service's
@@ -13,6 +15,7 @@ package teardownsaga
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -33,6 +36,15 @@ const (
 	// comes last.
 	DeleteDeploymentActivity = "DeleteDeployment"
 )
+
+// RestoreCompensation is the name, in SagaResult.Compensated and CompensationFailures, of the
+// compensation of step 2: the restore of the connections the teardown removed.
+const RestoreCompensation = ac.RestoreAgentConnectionsWorkflowType
+
+// RestoreChangeID is the workflow.GetVersion change ID of the restore compensation. A saga that
+// had passed the teardown on a build without it replays as version DefaultVersion and restores
+// nothing; every saga that gets there on this build records version 1 and restores.
+const RestoreChangeID = "restore-removed-connections"
 
 // Steps of the saga, as SagaResult.FailedStep names them.
 const (
@@ -55,6 +67,11 @@ const (
 	// for chosen connections, which removed and verified only those, so the agent may still have
 	// others. The saga fails and compensates rather than delete the deployment.
 	ErrTeardownNotOfTheAgent = "TeardownNotOfTheWholeAgent"
+	// ErrConnectionsNotRestored is the error of the restore compensation (in
+	// CompensationFailures) when some removed connections are not back: the restore failed or
+	// skipped entries, or the teardown's report held fewer removed entries with a snapshot than it
+	// removed (a report truncated past MaxReportBytes).
+	ErrConnectionsNotRestored = "ConnectionsNotRestored"
 	// ErrTeardownTimedOut is the cause when the Nexus variant's teardown did not end within
 	// SagaInput.TeardownTimeout (or its endpoint does not exist): the saga cancelled it.
 	ErrTeardownTimedOut = "TeardownTimedOut"
@@ -71,6 +88,11 @@ const operationTimeoutMargin = time.Minute
 // maxNotRemoved bounds SagaResult.NotRemoved, so a teardown that failed for every connection of a
 // large agent does not push the saga's result past Temporal's payload limit.
 const maxNotRemoved = 20
+
+// MaxRestoredConnectionIDs bounds SagaResult.RestoredConnectionIDs (about 80 bytes each with
+// UUIDs), so the saga's result stays under Temporal's payload warning; the restore's own result
+// and report query have every entry.
+const MaxRestoredConnectionIDs = 2_000
 
 // SagaInput is the input of AgentTeardownSaga.
 type SagaInput struct {
@@ -102,9 +124,10 @@ type SagaResult struct {
 	// StepRemoveConnections with it false, the teardown itself failed or was stopped: some
 	// connections may have been removed all the same, and the counts below do not show them.
 	TeardownFinished bool `json:"teardown_finished"`
-	// ConnectionsRemoved counts the connections the teardown removed. It is reported even when
-	// the saga fails, because those removals stand: the control plane API cannot restore a
-	// connection, so no compensation undoes them. A service that needs them back recreates them.
+	// ConnectionsRemoved counts the connections the teardown removed, also when the saga fails.
+	// Once the teardown returned its result, a failed saga restores them (ConnectionsRestored); a
+	// teardown that failed, was cancelled or timed out returned none, and what it removed stays
+	// removed: its report (the report query, in the worker's namespace) lists it for a restore.
 	ConnectionsRemoved int `json:"connections_removed"`
 	// ConnectionsAlreadyAbsent counts the connections that were gone before the teardown got to them.
 	ConnectionsAlreadyAbsent int `json:"connections_already_absent"`
@@ -114,6 +137,16 @@ type SagaResult struct {
 	// NotRemoved are the connections the teardown left behind (at most maxNotRemoved of them;
 	// the teardown's own result has them all).
 	NotRemoved []ac.ConnectionOutcome `json:"not_removed,omitempty"`
+	// ConnectionsRestored counts the removed connections the restore compensation put back
+	// (restored, or already present with the same OAuth token).
+	ConnectionsRestored int `json:"connections_restored,omitempty"`
+	// ConnectionsNotRestored counts the removed connections the restore compensation did not put
+	// back: failed or skipped by the restore (a revoked token, say), or missing from the
+	// teardown's result (a truncated report, or no snapshot).
+	ConnectionsNotRestored int `json:"connections_not_restored,omitempty"`
+	// RestoredConnectionIDs maps each restored connection's old ID to its new one (at most
+	// MaxRestoredConnectionIDs of them, in the order of the restore's report).
+	RestoredConnectionIDs map[string]string `json:"restored_connection_ids,omitempty"`
 	// DeploymentDeleted is true once DeleteDeployment succeeded.
 	DeploymentDeleted bool `json:"deployment_deleted"`
 	// Compensated names the compensations that ran and succeeded, in the order they ran.
@@ -203,33 +236,30 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 		return fail(StepDisableAgent, err)
 	}
 
-	// Step 2. No compensation here yet; RestoreAgentConnectionsWorkflow could re-create the removed
-	// connections from their OAuth tokens.
+	// Step 2. A missing agent (AgentNotFound), a cancelled or timed-out teardown ends the saga
+	// here, before the irreversible step; what a cancelled teardown removed is reported.
 	teardown, err := removeConnections(ctx, in, deadline)
+	res.ConnectionsRemoved, res.ConnectionsAlreadyAbsent = teardown.Removed, teardown.AlreadyAbsent
 	if err != nil {
-		// A missing agent (AgentNotFound) or a cancelled teardown ends the saga here, before the
-		// irreversible step; what a cancelled teardown removed is reported.
-		res.ConnectionsRemoved, res.ConnectionsAlreadyAbsent = teardown.Removed, teardown.AlreadyAbsent
 		return fail(StepRemoveConnections, err)
 	}
 	res.TeardownFinished = true
-	res.ConnectionsRemoved, res.ConnectionsAlreadyAbsent = teardown.Removed, teardown.AlreadyAbsent
 	res.TeardownVerified = teardown.Verified
-	for _, o := range teardown.Connections {
-		if o.Outcome != ac.OutcomeRemoved && o.Outcome != ac.OutcomeAlreadyAbsent && len(res.NotRemoved) < maxNotRemoved {
-			res.NotRemoved = append(res.NotRemoved, o)
-		}
-	}
 	if teardown.ConnectionsGiven {
+		// Someone else's teardown of chosen connections: not the saga's to undo.
 		return fail(StepRemoveConnections, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("the teardown of agent %s that answered was given %d connection IDs: it did not remove every connection of the agent",
 				in.AgentID, teardown.Total), ErrTeardownNotOfTheAgent, nil))
 	}
-	if notRemoved := teardown.Total - teardown.Removed - teardown.AlreadyAbsent; notRemoved != 0 || teardown.Cancelled {
-		return fail(StepRemoveConnections, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%d of %d connections of agent %s not removed (%d failed, %d remained, %d reappeared, %d skipped, cancelled %t)",
-				notRemoved, teardown.Total, in.AgentID, teardown.Failed, teardown.Remained, teardown.Reappeared, teardown.Skipped, teardown.Cancelled),
-			ErrConnectionsNotRemoved, nil))
+	// The compensation of step 2, from the teardown's snapshot. Gated, so that a saga that passed
+	// here on an earlier build replays without it (see RestoreChangeID).
+	if workflow.GetVersion(ctx, RestoreChangeID, workflow.DefaultVersion, 1) == 1 {
+		compensations = append(compensations, compensation{RestoreCompensation, func(ctx workflow.Context) error {
+			return restoreRemoved(ctx, in, teardown, &res)
+		}})
+	}
+	if err := completeTeardown(in, teardown, &res); err != nil {
+		return fail(StepRemoveConnections, err)
 	}
 
 	// Step 3, the point of no return: nothing after it could be undone, so nothing comes after it.
@@ -241,6 +271,23 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 	return res, nil
 }
 
+// completeTeardown fails when the teardown left any connection not removed or already absent, or
+// was cancelled, and lists those connections (at most maxNotRemoved) in res.NotRemoved.
+func completeTeardown(in SagaInput, teardown ac.RemoveAgentConnectionsResult, res *SagaResult) error {
+	for _, o := range teardown.Connections {
+		if o.Outcome != ac.OutcomeRemoved && o.Outcome != ac.OutcomeAlreadyAbsent && len(res.NotRemoved) < maxNotRemoved {
+			res.NotRemoved = append(res.NotRemoved, o)
+		}
+	}
+	if notRemoved := teardown.Total - teardown.Removed - teardown.AlreadyAbsent; notRemoved != 0 || teardown.Cancelled {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%d of %d connections of agent %s not removed (%d failed, %d remained, %d reappeared, %d skipped, cancelled %t)",
+				notRemoved, teardown.Total, in.AgentID, teardown.Failed, teardown.Remained, teardown.Reappeared, teardown.Skipped, teardown.Cancelled),
+			ErrConnectionsNotRemoved, nil)
+	}
+	return nil
+}
+
 // removeConnections runs the teardown of the agent as a child workflow and returns its result.
 // A teardown of the same agent already running (an operator's `starter --all`, say) makes the
 // start fail: the saga then fails and compensates rather than wait on a run it does not own.
@@ -248,13 +295,9 @@ func removeConnections(ctx workflow.Context, in SagaInput, deadline workflow.Fut
 	if in.NexusEndpoint != "" {
 		return removeConnectionsThroughNexus(ctx, in, deadline)
 	}
-	queue := in.TeardownTaskQueue
-	if queue == "" {
-		queue = ac.DefaultTaskQueue
-	}
 	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: ac.RemoveAgentConnectionsWorkflowID(in.AgentID),
-		TaskQueue:  queue,
+		TaskQueue:  teardownTaskQueue(in),
 		// A cancelled saga waits for the teardown to stop before it re-enables the agent, so no
 		// removal is still going on behind an agent that is enabled again.
 		WaitForCancellation: true,
@@ -316,6 +359,80 @@ func removeConnectionsThroughNexus(ctx workflow.Context, in SagaInput, deadline 
 	return r, nil
 }
 
+// restoreRemoved is the compensation of step 2: it restores, with RestoreAgentConnectionsWorkflow,
+// the connections the teardown removed (ac.RestoreEntries of its result), and records in res how
+// many came back and their new IDs. It fails with ErrConnectionsNotRestored when any removed
+// connection is not back.
+//
+// It restores only the entries the teardown's result holds. A result whose report was truncated
+// (past MaxReportBytes) holds fewer: the rest are in the teardown's report query, which only a
+// client of the worker's namespace can ask, and the Nexus variant's namespace is not that one.
+// Rather than need a client in its activities for one variant only, the saga counts them in
+// ConnectionsNotRestored and fails this compensation, naming them, for the service to restore by
+// hand from that report.
+func restoreRemoved(ctx workflow.Context, in SagaInput, teardown ac.RemoveAgentConnectionsResult, res *SagaResult) error {
+	entries := ac.RestoreEntries(teardown.Connections)
+	missing := teardown.Removed
+	for _, e := range teardown.Connections {
+		if e.Outcome == ac.OutcomeRemoved && e.Undoable() {
+			missing--
+		}
+	}
+	var r ac.RestoreAgentConnectionsResult
+	if len(entries) > 0 {
+		var err error
+		if r, err = restoreConnections(ctx, in, ac.RestoreAgentConnectionsInput{AgentID: in.AgentID, Connections: entries}); err != nil {
+			res.ConnectionsNotRestored = len(entries) + missing
+			return err
+		}
+	}
+	res.ConnectionsRestored = r.Restored + r.AlreadyPresent
+	res.ConnectionsNotRestored = r.Failed + r.Skipped + missing
+	for _, o := range r.Connections {
+		if o.NewConnectionID != "" && len(res.RestoredConnectionIDs) < MaxRestoredConnectionIDs {
+			if res.RestoredConnectionIDs == nil {
+				res.RestoredConnectionIDs = map[string]string{}
+			}
+			res.RestoredConnectionIDs[o.ConnectionID] = o.NewConnectionID
+		}
+	}
+	if res.ConnectionsNotRestored > 0 {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"%d connections of agent %s not restored (%d failed, %d skipped by the restore; %d removed but not in the teardown's result with a snapshot: see its report query)",
+			res.ConnectionsNotRestored, in.AgentID, r.Failed, r.Skipped, missing), ErrConnectionsNotRestored, nil)
+	}
+	return nil
+}
+
+// restoreConnections runs the restore as a child workflow under the contract's workflow ID, or,
+// in the Nexus variant, through the endpoint's restore operation. A restore of the same agent
+// already running makes the child's start fail (the compensation fails, recorded); the operation
+// attaches to it instead.
+func restoreConnections(ctx workflow.Context, in SagaInput, rin ac.RestoreAgentConnectionsInput) (ac.RestoreAgentConnectionsResult, error) {
+	var r ac.RestoreAgentConnectionsResult
+	if in.NexusEndpoint != "" {
+		c := workflow.NewNexusClient(in.NexusEndpoint, ac.NexusService)
+		err := c.ExecuteOperation(ctx, ac.RestoreAgentConnectionsOperation, rin,
+			workflow.NexusOperationOptions{ScheduleToCloseTimeout: teardownTimeout(in) + operationTimeoutMargin}).Get(ctx, &r)
+		return r, err
+	}
+	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:          ac.RestoreAgentConnectionsWorkflowID(in.AgentID),
+		TaskQueue:           teardownTaskQueue(in),
+		WaitForCancellation: true,
+	})
+	err := workflow.ExecuteChildWorkflow(ctx, ac.RestoreAgentConnectionsWorkflowType, rin).Get(ctx, &r)
+	return r, err
+}
+
+// teardownTaskQueue is in.TeardownTaskQueue or ac.DefaultTaskQueue.
+func teardownTaskQueue(in SagaInput) string {
+	if in.TeardownTaskQueue != "" {
+		return in.TeardownTaskQueue
+	}
+	return ac.DefaultTaskQueue
+}
+
 // teardownTimeout is in.TeardownTimeout or its default.
 func teardownTimeout(in SagaInput) time.Duration {
 	if in.TeardownTimeout > 0 {
@@ -356,6 +473,10 @@ func sagaError(ctx workflow.Context, res SagaResult, cause error) error {
 		return temporal.NewCanceledError(res)
 	}
 	msg := fmt.Sprintf("agent %s teardown saga failed at %s; %d connections removed stay removed", res.AgentID, res.FailedStep, res.ConnectionsRemoved)
+	if slices.Contains(res.Compensated, RestoreCompensation) || res.ConnectionsRestored > 0 || res.ConnectionsNotRestored > 0 {
+		msg = fmt.Sprintf("agent %s teardown saga failed at %s; %d connections removed, %d restored, %d not restored",
+			res.AgentID, res.FailedStep, res.ConnectionsRemoved, res.ConnectionsRestored, res.ConnectionsNotRestored)
+	}
 	if len(res.CompensationFailures) > 0 {
 		msg += fmt.Sprintf("; %d compensations failed", len(res.CompensationFailures))
 	}

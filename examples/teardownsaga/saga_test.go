@@ -47,14 +47,42 @@ func (f *fakeTeardown) run(ctx workflow.Context, in ac.RemoveAgentConnectionsInp
 	return res, nil
 }
 
+// fakeRestore stands in for RestoreAgentConnectionsWorkflow: each entry is restored as "new-" and
+// its old ID, except the tokens in failed. It records its inputs and workflow IDs.
+type fakeRestore struct {
+	mu     sync.Mutex
+	failed map[string]bool // oauth_token_id -> fails (a revoked token)
+	inputs []ac.RestoreAgentConnectionsInput
+	ids    []string
+}
+
+func (f *fakeRestore) run(ctx workflow.Context, in ac.RestoreAgentConnectionsInput) (ac.RestoreAgentConnectionsResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inputs = append(f.inputs, in)
+	f.ids = append(f.ids, workflow.GetInfo(ctx).WorkflowExecution.ID)
+	res := ac.RestoreAgentConnectionsResult{AgentID: in.AgentID, Total: len(in.Connections), Runs: 1, ReportPages: 1}
+	for _, e := range in.Connections {
+		o := ac.RestoreOutcome{ConnectionID: e.ConnectionID, OAuthTokenID: e.OAuthTokenID, Outcome: ac.OutcomeRestored, NewConnectionID: "new-" + e.ConnectionID, Attempts: 1}
+		if f.failed[e.OAuthTokenID] {
+			o = ac.RestoreOutcome{ConnectionID: e.ConnectionID, OAuthTokenID: e.OAuthTokenID, Outcome: ac.OutcomeFailed, Attempts: 1, FailureType: ac.ErrValidation, Message: "revoked"}
+			res.Failed++
+		} else {
+			res.Restored++
+		}
+		res.Connections = append(res.Connections, o)
+	}
+	return res, nil
+}
+
 func quietLogger() tlog.Logger { return tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)) }
 
 // removedAll is a teardown in which every connection went.
 func removedAll(agentID string) ac.RemoveAgentConnectionsResult {
 	return ac.RemoveAgentConnectionsResult{AgentID: agentID, Total: 3, Removed: 2, AlreadyAbsent: 1, Verified: true, Connections: []ac.ConnectionOutcome{
-		{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1},
-		{ConnectionID: "c2", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 1},
-		{ConnectionID: "c3", Outcome: ac.OutcomeRemoved, Attempts: 2},
+		{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1, OAuthTokenID: "tok-c1", ProviderID: "github", Scopes: []string{"repo"}},
+		{ConnectionID: "c2", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 1, OAuthTokenID: "tok-c2"},
+		{ConnectionID: "c3", Outcome: ac.OutcomeRemoved, Attempts: 2, OAuthTokenID: "tok-c3"},
 	}}
 }
 
@@ -63,6 +91,7 @@ type sagaRun struct {
 	env        *testsuite.TestWorkflowEnvironment
 	platform   *teardownsaga.StandInPlatform
 	teardown   *fakeTeardown
+	restore    *fakeRestore
 	activities []string // every activity started, by name
 	children   []string // every child workflow started, by type
 }
@@ -71,12 +100,12 @@ func newSagaRun(t *testing.T, teardown *fakeTeardown) *sagaRun {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(quietLogger())
-	r := &sagaRun{env: suite.NewTestWorkflowEnvironment(), platform: teardownsaga.NewStandInPlatform("dep-1"), teardown: teardown}
+	r := &sagaRun{env: suite.NewTestWorkflowEnvironment(), platform: teardownsaga.NewStandInPlatform("dep-1"), teardown: teardown, restore: &fakeRestore{}}
 	r.env.RegisterWorkflow(teardownsaga.AgentTeardownSaga)
 	r.env.RegisterWorkflowWithOptions(teardown.run, workflow.RegisterOptions{Name: ac.RemoveAgentConnectionsWorkflowType})
+	r.env.RegisterWorkflowWithOptions(r.restore.run, workflow.RegisterOptions{Name: ac.RestoreAgentConnectionsWorkflowType})
 	r.platform.Register(r.env)
-	// Everything the saga starts is recorded, so a test can say nothing else ran: in particular
-	// nothing that would try to restore a removed connection.
+	// Everything the saga starts is recorded, so a test can say nothing else ran.
 	r.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		r.activities = append(r.activities, info.ActivityType.Name)
 	})
@@ -136,7 +165,7 @@ func TestSaga_HappyPath(t *testing.T) {
 	}
 }
 
-func TestSaga_TeardownLeavesAConnection_FailsAndCompensatesOnlyItsOwnSteps(t *testing.T) {
+func TestSaga_TeardownLeavesAConnection_FailsRestoresAndReEnables(t *testing.T) {
 	tests := []struct {
 		name    string
 		outcome ac.ConnectionOutcome
@@ -168,22 +197,24 @@ func TestSaga_TeardownLeavesAConnection_FailsAndCompensatesOnlyItsOwnSteps(t *te
 			if !errors.As(appErr.Unwrap(), &cause) || cause.Type() != teardownsaga.ErrConnectionsNotRemoved {
 				t.Errorf("cause: got %v, want a %s", appErr.Unwrap(), teardownsaga.ErrConnectionsNotRemoved)
 			}
-			if !strings.Contains(appErr.Error(), "2 connections removed stay removed") {
-				t.Errorf("message: got %q, want it to say the removals stand", appErr.Error())
+			if !strings.Contains(appErr.Error(), "2 connections removed, 2 restored, 0 not restored") {
+				t.Errorf("message: got %q, want it to say the removals were restored", appErr.Error())
 			}
 			if res.FailedStep != teardownsaga.StepRemoveConnections || !res.TeardownFinished || res.ConnectionsRemoved != 2 ||
 				res.DeploymentDeleted || len(res.NotRemoved) != 1 || !reflect.DeepEqual(res.NotRemoved[0], tt.outcome) {
 				t.Errorf("got %+v, want failed at remove_connections, 2 removed reported, c9 not removed, the deployment kept", res)
 			}
-			if !slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) || len(res.CompensationFailures) != 0 {
-				t.Errorf("compensated: got %q (failures %q), want EnableAgent only", res.Compensated, res.CompensationFailures)
+			if want := []string{teardownsaga.RestoreCompensation, teardownsaga.EnableAgentActivity}; !slices.Equal(res.Compensated, want) || len(res.CompensationFailures) != 0 {
+				t.Errorf("compensated: got %q (failures %q), want %q", res.Compensated, res.CompensationFailures, want)
 			}
-			// DeleteDeployment never ran, and nothing but the saga's own compensation did: the
-			// removals are not compensated.
+			if want := map[string]string{"c1": "new-c1", "c3": "new-c3"}; res.ConnectionsRestored != 2 || !reflect.DeepEqual(res.RestoredConnectionIDs, want) {
+				t.Errorf("got %d restored %v, want %v", res.ConnectionsRestored, res.RestoredConnectionIDs, want)
+			}
+			// DeleteDeployment never ran.
 			if want := []string{"DisableAgent", "EnableAgent"}; !slices.Equal(r.activities, want) {
 				t.Errorf("activities: got %q, want %q", r.activities, want)
 			}
-			if want := []string{ac.RemoveAgentConnectionsWorkflowType}; !slices.Equal(r.children, want) {
+			if want := []string{ac.RemoveAgentConnectionsWorkflowType, ac.RestoreAgentConnectionsWorkflowType}; !slices.Equal(r.children, want) {
 				t.Errorf("child workflows: got %q, want %q", r.children, want)
 			}
 			if !r.platform.AgentEnabled("a1") || !r.platform.DeploymentExists("dep-1") {
@@ -193,10 +224,10 @@ func TestSaga_TeardownLeavesAConnection_FailsAndCompensatesOnlyItsOwnSteps(t *te
 	}
 }
 
-func TestSaga_DeleteDeploymentFails_CompensatesButNotTheRemovals(t *testing.T) {
+func TestSaga_DeleteDeploymentFails_RestoresTheRemovedThenReEnables(t *testing.T) {
 	r := newSagaRun(t, &fakeTeardown{result: removedAll("a1")})
 	r.platform.FailDeleteDeployment(errors.New("deployment is locked"))
-	r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+	r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1", TeardownTaskQueue: "eu-connections"})
 
 	appErr, res := r.failure(t)
 	if appErr.Type() != teardownsaga.ErrSagaFailed || !strings.Contains(appErr.Error(), "deployment is locked") {
@@ -205,14 +236,26 @@ func TestSaga_DeleteDeploymentFails_CompensatesButNotTheRemovals(t *testing.T) {
 	if res.FailedStep != teardownsaga.StepDeleteDeployment || res.ConnectionsRemoved != 2 || res.ConnectionsAlreadyAbsent != 1 || res.DeploymentDeleted {
 		t.Errorf("got %+v, want failed at delete_deployment with the 2 removals reported", res)
 	}
-	if !slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) {
-		t.Errorf("compensated: got %q, want EnableAgent", res.Compensated)
+	// The restore runs first, then EnableAgent: the agent takes work again with its connections.
+	if want := []string{teardownsaga.RestoreCompensation, teardownsaga.EnableAgentActivity}; !slices.Equal(res.Compensated, want) {
+		t.Errorf("compensated: got %q, want %q", res.Compensated, want)
 	}
 	if want := []string{"DisableAgent", "DeleteDeployment", "EnableAgent"}; !slices.Equal(r.activities, want) {
-		t.Errorf("activities: got %q, want %q (no step that restores connections)", r.activities, want)
+		t.Errorf("activities: got %q, want %q", r.activities, want)
 	}
-	if len(r.children) != 1 {
-		t.Errorf("child workflows: got %q, want the teardown once", r.children)
+	if want := []string{ac.RemoveAgentConnectionsWorkflowType, ac.RestoreAgentConnectionsWorkflowType}; !slices.Equal(r.children, want) {
+		t.Errorf("child workflows: got %q, want %q", r.children, want)
+	}
+	// The restore gets the removed entries with their snapshots, under the contract's ID.
+	wantIn := ac.RestoreAgentConnectionsInput{AgentID: "a1", Connections: []ac.ConnectionSnapshot{
+		{ConnectionID: "c1", OAuthTokenID: "tok-c1", ProviderID: "github", Scopes: []string{"repo"}},
+		{ConnectionID: "c3", OAuthTokenID: "tok-c3"},
+	}}
+	if len(r.restore.inputs) != 1 || !reflect.DeepEqual(r.restore.inputs[0], wantIn) || !slices.Equal(r.restore.ids, []string{"restore-agent-connections/a1"}) {
+		t.Errorf("restore: got %+v under %q, want %+v under restore-agent-connections/a1", r.restore.inputs, r.restore.ids, wantIn)
+	}
+	if want := map[string]string{"c1": "new-c1", "c3": "new-c3"}; res.ConnectionsRestored != 2 || res.ConnectionsNotRestored != 0 || !reflect.DeepEqual(res.RestoredConnectionIDs, want) {
+		t.Errorf("got %d restored, %d not, IDs %v; want 2 restored as %v", res.ConnectionsRestored, res.ConnectionsNotRestored, res.RestoredConnectionIDs, want)
 	}
 	if !r.platform.AgentEnabled("a1") || !r.platform.DeploymentExists("dep-1") {
 		t.Error("got the agent disabled or the deployment gone, want it enabled again and the deployment kept")
@@ -277,5 +320,46 @@ func TestSaga_RefusesBadInputBeforeAnyStep(t *testing.T) {
 		if len(r.activities) != 0 || len(r.children) != 0 {
 			t.Errorf("%+v: got activities %q and children %q, want nothing started", in, r.activities, r.children)
 		}
+	}
+}
+
+// A restore that fails for a token, and removed connections the teardown's result does not hold
+// (a truncated report), fail the restore compensation with ConnectionsNotRestored; EnableAgent
+// still runs.
+func TestSaga_RestoreFallsShort_CompensationFailureNamesWhatIsNotBack(t *testing.T) {
+	result := removedAll("a1")
+	result.Total, result.Removed, result.ReportTruncated, result.ReportPages = 5, 4, true, 2
+	r := newSagaRun(t, &fakeTeardown{result: result})
+	r.restore.failed = map[string]bool{"tok-c3": true}
+	r.platform.FailDeleteDeployment(errors.New("deployment is locked"))
+	r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+
+	_, res := r.failure(t)
+	if res.ConnectionsRestored != 1 || res.ConnectionsNotRestored != 3 || !reflect.DeepEqual(res.RestoredConnectionIDs, map[string]string{"c1": "new-c1"}) {
+		t.Errorf("got %d restored (%v), %d not; want c1 restored, 3 not (c3 failed, 2 beyond the report)", res.ConnectionsRestored, res.RestoredConnectionIDs, res.ConnectionsNotRestored)
+	}
+	if len(res.CompensationFailures) != 1 || !strings.HasPrefix(res.CompensationFailures[0], teardownsaga.RestoreCompensation+": ") ||
+		!strings.Contains(res.CompensationFailures[0], "1 failed, 0 skipped by the restore; 2 removed but not in the teardown's result") {
+		t.Errorf("compensation failures: got %q, want the restore's, naming what is not back", res.CompensationFailures)
+	}
+	if !slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) || !r.platform.AgentEnabled("a1") {
+		t.Errorf("compensated: got %q, want EnableAgent run all the same", res.Compensated)
+	}
+}
+
+// A saga that passed the teardown on a build without the restore replays as DefaultVersion of
+// RestoreChangeID: it restores nothing and only re-enables the agent, as that build did.
+func TestSaga_BeforeTheRestoreVersion_RestoresNothing(t *testing.T) {
+	r := newSagaRun(t, &fakeTeardown{result: removedAll("a1")})
+	r.env.OnGetVersion(teardownsaga.RestoreChangeID, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	r.platform.FailDeleteDeployment(errors.New("deployment is locked"))
+	r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+
+	appErr, res := r.failure(t)
+	if !slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) || len(r.restore.inputs) != 0 || res.ConnectionsRestored != 0 {
+		t.Errorf("got compensated %q and %d restores, want EnableAgent only", res.Compensated, len(r.restore.inputs))
+	}
+	if !strings.Contains(appErr.Error(), "2 connections removed stay removed") {
+		t.Errorf("message: got %q, want it to say the removals stand", appErr.Error())
 	}
 }
