@@ -2,13 +2,16 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/examples/nexuscaller"
+	"github.com/agentops/agentconnections/examples/teardownsaga"
 )
 
 // A restore through the endpoint: it runs in the worker's namespace under the contract's workflow
@@ -48,5 +51,36 @@ func TestNexus_RestoreRestoresAndARevokedTokenIsTyped(t *testing.T) {
 	}
 	if desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED || desc.RawResponse.GetWorkflowExecutionInfo().GetType().GetName() != ac.RestoreAgentConnectionsWorkflowType {
 		t.Errorf("got %s %s, want a completed %s", desc.RawResponse.GetWorkflowExecutionInfo().GetType().GetName(), desc.Status, ac.RestoreAgentConnectionsWorkflowType)
+	}
+}
+
+// The saga's Nexus variant, its last step failing: it restores the removed connections through the
+// endpoint, one per token, re-enables the agent and maps old IDs to new ones.
+func TestNexus_SagaFailureRestoresAndReEnables(t *testing.T) {
+	s := newStack(t, "agent-sr", "c1", "c2", "c3")
+	entries := snapshotOf(s.em, "agent-sr")
+	cs := newCallerSide(t, s)
+	cs.platform.FailDeleteDeployment(errors.New("deployment is locked"))
+	err := cs.get(cs.run(teardownsaga.AgentTeardownSaga, teardownsaga.SagaInput{AgentID: "agent-sr", DeploymentID: "dep-1", NexusEndpoint: cs.endpoint}), nil)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != teardownsaga.ErrSagaFailed {
+		t.Fatalf("got %v, want the saga failed", err)
+	}
+	var res teardownsaga.SagaResult
+	if derr := appErr.Details(&res); derr != nil {
+		t.Fatal(derr)
+	}
+	if res.FailedStep != teardownsaga.StepDeleteDeployment || res.ConnectionsRemoved != 3 || res.ConnectionsRestored != 3 || len(res.RestoredConnectionIDs) != 3 {
+		t.Fatalf("got %+v, want 3 removed and 3 restored", res)
+	}
+	for _, e := range entries {
+		n := res.RestoredConnectionIDs[e.ConnectionID]
+		if n == "" || n == e.ConnectionID || !s.em.HasConnection("agent-sr", n) {
+			t.Errorf("got new ID %q for %s, want a new connection the agent has", n, e.ConnectionID)
+		}
+	}
+	wantOnePerToken(t, s.em, "agent-sr", entries)
+	if !cs.platform.AgentEnabled("agent-sr") || !cs.platform.DeploymentExists("dep-1") {
+		t.Error("got the agent disabled or the deployment gone, want it enabled again and the deployment kept")
 	}
 }
