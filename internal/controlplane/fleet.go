@@ -24,6 +24,11 @@ func (c *Client) Pace() (perSecond float64, burst int) { return c.pacer.rateNow(
 // already set stays). It does not call Config.OnRateLimited.
 func (c *Client) PauseFor(d time.Duration) { c.pacer.pause(d) }
 
+// Demand is how many requests (first or retried) have asked the pacer for a turn since the client
+// was built, and how many are waiting for one now: the fleet budget gives a replica with requests
+// to send a larger share than an idle one.
+func (c *Client) Demand() (asked uint64, waiting int) { return c.pacer.demand() }
+
 // PausedFor is how long requests are still held back by a 429 pause; 0 when they are not.
 func (c *Client) PausedFor() time.Duration { return c.pacer.pausedFor() }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -15,6 +16,11 @@ import (
 // not only the one that got it. The wait happens before the request's own timeout starts.
 type pacer struct {
 	limiter *rate.Limiter // nil: no steady limit
+
+	// asked counts the requests that asked for a turn; waiting is how many wait for one now. The
+	// fleet budget reads them to tell a replica with requests to send from an idle one.
+	asked   atomic.Uint64
+	waiting atomic.Int64
 
 	mu    sync.Mutex
 	until time.Time // no request leaves before this
@@ -42,6 +48,9 @@ func (e *pausedError) Error() string {
 // wait blocks until a request may leave, or ctx is done. When a pause outlasts ctx's deadline it
 // returns a *pausedError at once.
 func (p *pacer) wait(ctx context.Context) error {
+	p.asked.Add(1)
+	p.waiting.Add(1)
+	defer p.waiting.Add(-1)
 	for {
 		p.mu.Lock()
 		until := p.until
@@ -64,7 +73,46 @@ func (p *pacer) wait(ctx context.Context) error {
 	if p.limiter == nil {
 		return nil
 	}
-	return p.limiter.Wait(ctx)
+	return p.take(ctx)
+}
+
+// reserveAhead is the furthest ahead a request books its turn. The limiter's own Wait books a
+// turn however far ahead, at the rate in force then: when the fleet budget raises this replica's
+// share, the requests queued at the old share would still leave at the old pace, up to many
+// seconds later. Booking at most 250 ms ahead lets a new rate hold within 250 ms.
+const reserveAhead = 250 * time.Millisecond
+
+// take waits for a token of the steady limit, or for ctx to end.
+func (p *pacer) take(ctx context.Context) error {
+	for {
+		r := p.limiter.Reserve()
+		d := r.Delay()
+		if d == 0 {
+			return nil
+		}
+		if d <= reserveAhead {
+			if err := sleepCtx(ctx, d); err != nil {
+				r.Cancel()
+				return err
+			}
+			return nil
+		}
+		r.Cancel() // too far ahead: give the turn back and look again
+		if err := sleepCtx(ctx, reserveAhead); err != nil {
+			return err
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // pause holds every request back for d from now (a longer pause already set stays).
@@ -96,6 +144,11 @@ func (p *pacer) rateNow() (float64, int) {
 		return 0, 0
 	}
 	return float64(p.limiter.Limit()), p.limiter.Burst()
+}
+
+// demand is how many requests asked for a turn since the pacer was built, and how many wait now.
+func (p *pacer) demand() (asked uint64, waiting int) {
+	return p.asked.Load(), int(p.waiting.Load())
 }
 
 // pausedFor is how long the 429 pause still holds requests back; 0 when there is none.

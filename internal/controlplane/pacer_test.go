@@ -101,3 +101,45 @@ func TestDelete_RateLimitSpacesRequests(t *testing.T) {
 		t.Error("got a token right after a request at 1/s burst 1, want none")
 	}
 }
+
+func TestPacer_DemandCountsAskedAndWaiting(t *testing.T) {
+	p := newPacer(0.001, 1) // one token, then none for 1000 s
+	if err := p.wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.wait(ctx) }()
+	for {
+		if _, waiting := p.demand(); waiting == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if asked, waiting := p.demand(); asked != 2 || waiting != 0 {
+		t.Errorf("demand is %d asked, %d waiting; want 2 asked, 0 waiting", asked, waiting)
+	}
+}
+
+// A raised rate holds for requests already waiting: they do not keep the turns they would have
+// had at the old rate (the old one here would keep the waiter 100 s).
+func TestPacer_ARaisedRateReachesWaitingRequests(t *testing.T) {
+	p := newPacer(0.01, 1)
+	if err := p.wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- p.wait(context.Background()) }()
+	for {
+		if _, waiting := p.demand(); waiting == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.setRate(1000, 1)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
