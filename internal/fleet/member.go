@@ -35,6 +35,8 @@ type Pacer interface {
 	SetPace(perSecond float64, burst int)
 	PauseFor(d time.Duration)
 	CredentialTag(label string) (string, error)
+	// Demand is how many requests have asked for a turn so far, and how many wait for one now.
+	Demand() (asked uint64, waiting int)
 }
 
 // Options configure a Member.
@@ -63,9 +65,13 @@ type Member struct {
 	pauses  chan time.Duration
 
 	// Run's own: set when it starts, used only by its goroutine.
-	pacer   Pacer
-	tag     string
-	lastErr string
+	pacer    Pacer
+	tag      string
+	lastErr  string
+	asked    uint64    // the pacer's count at the last look
+	activeAt time.Time // when a request last asked for a turn or waited for one
+	busy     bool      // what the last renewal said
+	renewed  time.Time // when the last renewal was sent
 }
 
 // New checks o and builds a member.
@@ -143,14 +149,42 @@ func Share(perSecond float64, burst, n int) (float64, int) {
 	return perSecond / float64(n), max(burst/n, 1)
 }
 
+// ShareOf is the steady limit and burst of a member granted the fraction f of a budget of
+// perSecond and burst: the burst rounded down but at least 1.
+func ShareOf(perSecond float64, burst int, f float64) (float64, int) {
+	f = min(max(f, 0), 1)
+	return perSecond * f, max(int(float64(burst)*f), 1)
+}
+
+// observe reads the pacer's demand and says whether this member is busy: a request waits for a
+// turn now, or one asked for a turn within the last two looks (half a step). A busy member's
+// share is as large as every other busy member's; an idle member keeps IdleShare of an even
+// share.
+func (m *Member) observe(now time.Time) bool {
+	asked, waiting := m.pacer.Demand()
+	if waiting > 0 || asked != m.asked {
+		m.activeAt = now
+	}
+	m.asked = asked
+	return !m.activeAt.IsZero() && now.Sub(m.activeAt) < 2*m.look()
+}
+
+// step is how often a busy member renews: a fifth of the refresh, 1 s by default.
+func (m *Member) step() time.Duration { return max(m.o.Refresh/5, time.Millisecond) }
+
+// look is how often a member looks at its demand, renewing at once when it changed: a quarter
+// step, 250 ms by default.
+func (m *Member) look() time.Duration { return max(m.step()/4, time.Millisecond) }
+
 // Run keeps the lease until ctx ends, pacing p at this member's share of the budget and passing
 // 429 pauses both ways, then signals that the member leaves. Call it once, after the worker
 // polls the task queue (the budget workflow runs on the fleet's own workers).
 func (m *Member) Run(ctx context.Context, p Pacer) {
 	m.pacer = p
-	ticker := time.NewTicker(m.o.Refresh)
+	m.asked, _ = p.Demand()
+	ticker := time.NewTicker(m.look())
 	defer ticker.Stop()
-	m.renew(ctx)
+	m.renew(ctx, m.observe(time.Now()))
 	for {
 		select {
 		case <-ctx.Done():
@@ -158,8 +192,17 @@ func (m *Member) Run(ctx context.Context, p Pacer) {
 			return
 		case d := <-m.pauses:
 			m.sendPause(ctx, d)
-		case <-ticker.C:
-			m.renew(ctx)
+		case now := <-ticker.C:
+			// An idle member renews every Refresh, a busy one every step, and one whose demand
+			// changed at once: the budget follows the replicas' demand within a step or two.
+			busy := m.observe(now)
+			due := m.o.Refresh
+			if busy {
+				due = m.step()
+			}
+			if busy != m.busy || now.Sub(m.renewed) >= due-m.look()/2 {
+				m.renew(ctx, busy)
+			}
 		}
 	}
 }
@@ -189,27 +232,28 @@ func (m *Member) startOptions(id string) client.StartWorkflowOptions {
 
 // renew renews the lease (starting the workflow if it is not running) and applies the answer. A
 // failed renewal keeps the last share: a replica that cannot reach Temporal does not take more.
-func (m *Member) renew(ctx context.Context) {
+func (m *Member) renew(ctx context.Context, busy bool) {
+	m.busy, m.renewed = busy, time.Now()
 	id, err := m.workflowID()
 	if err == nil {
 		rctx, cancel := context.WithTimeout(ctx, m.o.Refresh)
 		defer cancel()
 		var reply LeaseReply
-		if reply, err = m.lease(rctx, id); err == nil {
+		if reply, err = m.lease(rctx, id, busy); err == nil {
 			m.apply(reply)
 		}
 	}
 	m.noteResult(ctx, err)
 }
 
-func (m *Member) lease(ctx context.Context, id string) (LeaseReply, error) {
+func (m *Member) lease(ctx context.Context, id string, busy bool) (LeaseReply, error) {
 	var reply LeaseReply
 	h, err := m.o.Client.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: m.o.Client.NewWithStartWorkflowOperation(m.startOptions(id), WorkflowType, State{}),
 		UpdateOptions: client.UpdateWorkflowOptions{
 			WorkflowID:   id,
 			UpdateName:   LeaseUpdate,
-			Args:         []any{LeaseRequest{Member: m.o.Name, TTL: m.o.TTL}},
+			Args:         []any{LeaseRequest{Member: m.o.Name, TTL: m.o.TTL, Busy: busy}},
 			WaitForStage: client.WorkflowUpdateStageCompleted,
 		},
 	})
@@ -224,7 +268,11 @@ func (m *Member) apply(r LeaseReply) {
 	if old := m.members.Swap(int64(n)); old != int64(n) {
 		m.o.Logger.Info("fleet budget: members changed", "members", n, "was", old)
 	}
-	if m.o.RequestsPerSecond > 0 {
+	switch {
+	case m.o.RequestsPerSecond <= 0:
+	case r.Share > 0:
+		m.pacer.SetPace(ShareOf(m.o.RequestsPerSecond, m.o.Burst, r.Share))
+	default: // a budget workflow from before shares: an even split
 		m.pacer.SetPace(Share(m.o.RequestsPerSecond, m.o.Burst, n))
 	}
 	if r.Paused > 0 {

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -16,10 +17,11 @@ import (
 type fakePacer struct {
 	tag string
 
-	mu     sync.Mutex
-	rate   float64
-	burst  int
-	paused time.Duration
+	mu      sync.Mutex
+	waiting int
+	rate    float64
+	burst   int
+	paused  time.Duration
 }
 
 func (p *fakePacer) SetPace(r float64, b int) {
@@ -35,6 +37,18 @@ func (p *fakePacer) PauseFor(d time.Duration) {
 }
 
 func (p *fakePacer) CredentialTag(string) (string, error) { return p.tag, nil }
+
+func (p *fakePacer) Demand() (uint64, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return 0, p.waiting
+}
+
+func (p *fakePacer) setWaiting(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.waiting = n
+}
 
 func (p *fakePacer) pace() (float64, int, time.Duration) {
 	p.mu.Lock()
@@ -147,7 +161,7 @@ func TestMembers_ADeadMembersLeaseLapses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ghost.lease(context.Background(), WorkflowID(e.tq, "tag1")); err != nil {
+	if _, err := ghost.lease(context.Background(), WorkflowID(e.tq, "tag1"), false); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a counts the ghost", func() bool {
@@ -158,4 +172,27 @@ func TestMembers_ADeadMembersLeaseLapses(t *testing.T) {
 		r, _, _ := pa.pace()
 		return a.Members() == 1 && r == 33
 	})
+}
+
+// A member with requests waiting for its pacer is busy: it takes all the budget but the idle
+// member's floor, and gives it back when it has nothing more to send.
+func TestMembers_ABusyMemberTakesWhatAnIdleOneLeaves(t *testing.T) {
+	e := newFleetEnv(t)
+	_, pa, _ := e.join(t, "a", "tag1")
+	_, pb, _ := e.join(t, "b", "tag1")
+	even := func() bool {
+		ra, _, _ := pa.pace()
+		rb, _, _ := pb.pace()
+		return ra == 16.5 && rb == 16.5
+	}
+	eventually(t, "a and b, both idle, each take half", even)
+	pb.setWaiting(3)
+	floor := 33 * IdleShare / 2
+	eventually(t, "busy b takes all but idle a's floor", func() bool {
+		ra, _, _ := pa.pace()
+		rb, _, _ := pb.pace()
+		return math.Abs(ra-floor) < 1e-9 && math.Abs(rb-(33-floor)) < 1e-9
+	})
+	pb.setWaiting(0)
+	eventually(t, "b idle again: an even split", even)
 }

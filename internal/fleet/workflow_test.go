@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"errors"
+	"math"
 
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
@@ -148,6 +149,77 @@ func TestShare(t *testing.T) {
 		r, b := Share(c.rate, c.burst, c.n)
 		if r != c.wantRate || b != c.wantBurst {
 			t.Errorf("Share(%v, %d, %d) = %v, %d; want %v, %d", c.rate, c.burst, c.n, r, b, c.wantRate, c.wantBurst)
+		}
+	}
+}
+
+// TestBudgetWorkflow_BusyMembersShareWhatIdleOnesLeave: the budget follows demand. Idle members
+// keep IdleShare of an even share while some member is busy, the busy ones split the rest, and a
+// renewal never takes what the others still hold: the grants in force add up to at most the
+// budget, but for the idle share a member gets on joining.
+func TestBudgetWorkflow_BusyMembersShareWhatIdleOnesLeave(t *testing.T) {
+	env := newEnv()
+	const ttl = time.Minute
+	var got []float64
+	record := func(r LeaseReply, err error) {
+		if err != nil {
+			t.Errorf("lease: %v", err)
+		}
+		got = append(got, r.Share)
+	}
+	lease := func(at int, m string, busy bool) {
+		leaseAt(t, env, time.Duration(at)*time.Second, LeaseRequest{Member: m, TTL: ttl, Busy: busy}, record)
+	}
+	lease(1, "a", true)  // alone: the whole budget
+	lease(2, "b", false) // joins idle: a holds everything, b gets the idle share of 2
+	lease(3, "c", true)  // joins busy: a still holds everything, c gets the idle share of 3
+	lease(4, "b", false) // idle: the idle share of 3
+	lease(5, "a", true)  // busy: half of what the idle b leaves
+	lease(6, "c", true)  // now that a shrank, c gets as much
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(LeaveSignal, "a") }, 7*time.Second)
+	lease(8, "c", true)  // a left: c takes all but the idle share of 2
+	lease(9, "c", false) // nobody busy: an even split
+	var st State
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(StateQuery)
+		if err == nil {
+			err = v.Get(&st)
+		}
+		if err != nil {
+			t.Errorf("query: %v", err)
+		}
+	}, 10*time.Second)
+	env.ExecuteWorkflow(WorkflowType, State{})
+	idle3, busy3 := IdleShare/3, (1-IdleShare/3)/2
+	want := []float64{1, IdleShare / 2, idle3, idle3, busy3, busy3, 1 - IdleShare/2, 0.5}
+	if len(got) != len(want) {
+		t.Fatalf("got %d replies %v, want %v", len(got), got, want)
+	}
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-9 {
+			t.Fatalf("shares after each lease: got %v, want %v", got, want)
+		}
+	}
+	if sum := st.Grants["b"] + st.Grants["c"]; len(st.Grants) != 2 || sum > 1+1e-9 {
+		t.Errorf("grants in force %v add up to %v, want b's and c's, at most 1", st.Grants, sum)
+	}
+}
+
+func TestShareOf(t *testing.T) {
+	for _, c := range []struct {
+		rate, f   float64
+		burst     int
+		wantRate  float64
+		wantBurst int
+	}{
+		{33, 1, 5, 33, 5},
+		{33, 0.5, 5, 16.5, 2},
+		{30, 0.1, 5, 3, 1},
+		{30, 2, 5, 30, 5},
+	} {
+		r, b := ShareOf(c.rate, c.burst, c.f)
+		if math.Abs(r-c.wantRate) > 1e-9 || b != c.wantBurst {
+			t.Errorf("ShareOf(%v, %d, %v) = %v, %d; want %v, %d", c.rate, c.burst, c.f, r, b, c.wantRate, c.wantBurst)
 		}
 	}
 }
