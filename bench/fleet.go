@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentops/agentconnections/emulator"
@@ -24,6 +27,9 @@ type fleetRow struct {
 	KillAt, RestartAt        time.Duration // from the first request
 	Recovered                time.Duration // from the restart to the first 5 s window at ≥ 90%; -1 if never
 	Status429AroundKill      int           // 429s within 5 s of the kill
+	// PerReplica is the control plane requests each replica sent, from its /metrics at the end
+	// (a killed replica's are lost: the row says so); -1 where /metrics could not be read.
+	PerReplica []int
 }
 
 // fleetTeardowns runs section 2c: the same teardown at each replica count, then once more at the
@@ -70,6 +76,14 @@ func (h *harness) fleetRun(k int, kill bool) (fleetRow, error) {
 	if err := h.awaitMembers(tq, k); err != nil {
 		return row, err
 	}
+	// Every lease is counted, but a replica that renewed before the last one joined still paces at
+	// its larger share until its next renewal: start after one more renewal period, so the figures
+	// are the fleet's steady state, not the join (docs/fleet-budget.md, Limits).
+	select {
+	case <-h.ctx.Done():
+		return row, h.ctx.Err()
+	case <-time.After(fleet.DefaultRefresh):
+	}
 	agent := h.name("fleet")
 	ids := connectionIDs(sz.fleetN)
 	var killAt, restartAt time.Time
@@ -77,7 +91,9 @@ func (h *harness) fleetRun(k int, kill bool) (fleetRow, error) {
 	if kill {
 		killed := make(chan struct{})
 		ctx, cancel := context.WithCancel(h.ctx)
-		stopWatch = cancel
+		// Waits for the watcher, so its kill and restart times (and workers) are read after it
+		// wrote them.
+		stopWatch = func() { cancel(); <-killed }
 		go func() {
 			defer close(killed)
 			killAt, restartAt = h.killAndRestart(ctx, cp, agent, tq, env, workers, sz.fleetN/3)
@@ -90,6 +106,9 @@ func (h *harness) fleetRun(k int, kill bool) (fleetRow, error) {
 		return row, err
 	}
 	row.Duration = d
+	for _, w := range workers {
+		row.PerReplica = append(row.PerReplica, requestsSent(w.addr))
+	}
 	return fillFleetRow(row, cp, float64(sz.paceLimit), killAt, restartAt)
 }
 
@@ -114,6 +133,30 @@ func (h *harness) killAndRestart(ctx context.Context, cp *controlPlane, agent, t
 	}
 	workers[1] = w // stopped with the others
 	return killAt, time.Now()
+}
+
+// requestsSent is the sum of the worker's agent_connections_http_requests_total counters, read
+// from its /metrics; -1 when they cannot be read.
+func requestsSent(addr string) int {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return -1
+	}
+	total := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "agent_connections_http_requests_total{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			total += v
+		}
+	}
+	return int(total)
 }
 
 // awaitMembers waits until the fleet's budget workflow counts k live leases.
@@ -227,6 +270,17 @@ func (r *report) fleetGoals() []goal {
 	return gs
 }
 
+func perReplicaText(counts []int) string {
+	parts := make([]string, len(counts))
+	for i, n := range counts {
+		parts[i] = "?"
+		if n >= 0 {
+			parts[i] = strconv.Itoa(n)
+		}
+	}
+	return strings.Join(parts, " / ")
+}
+
 func recoveredText(d time.Duration) string {
 	if d < 0 {
 		return "never"
@@ -244,12 +298,14 @@ func (r *report) mdFleet(w printf) {
 	w("Emulator in rate-limit mode (`RateLimitPerMinute: %d`, one bucket for the key that starts full with %d tokens), latency %s;\n", p.paceLimit, p.paceLimit, p.paceLatency)
 	w("1 to %d worker binaries on one task queue with one key, each started with the same `LANGSMITH_REQUESTS_PER_SECOND=%d`,\n", p.fleetReplicas[len(p.fleetReplicas)-1], p.paceRPS)
 	w("`LANGSMITH_REQUEST_BURST=%d` (the fleet's budget, which they divide: `internal/fleet`, docs/fleet-budget.md); a teardown of %d\n", p.paceBurst, p.fleetN)
-	w("connections at concurrency %d, started once the budget workflow counts every replica. Rates are from the emulator's\n", p.paceConc)
+	w("connections at concurrency %d, started one renewal period (%s) after the budget workflow counts every replica, so\n", p.paceConc, fleet.DefaultRefresh)
+	w("that every replica paces at its steady share (docs/fleet-budget.md, the join overshoot). Rates are from the emulator's\n")
 	w("request log, first to last request. In the last row the second replica is SIGKILLed once a third of the connections\n")
 	w("are removed and a new one started at once; \"back to 90%%\" is the time from the restart to the first 5 s window of\n")
-	w("requests at ≥ 90%% of the limit.\n\n")
-	w("| replicas | teardown wall time | requests | sustained rate | 429 answers | most in one second | tokens drawn below full | kill / restart at | back to 90%% after the restart | 429s within 5 s of the kill |\n")
-	w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	w("requests at ≥ 90%% of the limit. Requests per replica are each worker's own count (`agent_connections_http_requests_total`\n")
+	w("on its /metrics) at the end; a killed replica's count is lost with it.\n\n")
+	w("| replicas | teardown wall time | requests | sustained rate | 429 answers | most in one second | tokens drawn below full | kill / restart at | back to 90%% after the restart | 429s within 5 s of the kill | requests per replica |\n")
+	w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, row := range r.Fleet {
 		killed, back, around := "", "", ""
 		if row.Killed {
@@ -260,8 +316,9 @@ func (r *report) mdFleet(w printf) {
 		if row.Killed {
 			name += " (one killed)"
 		}
-		w("| %s | %s | %d in %s | %.0f/min = **%.1f%%** | **%d** | %d | %.1f of %d | %s | %s | %s |\n", name, row.Duration.Round(time.Millisecond),
-			row.Requests, row.Span.Round(time.Millisecond), row.PerMinute, row.Percent, row.Status429, row.PeakPerSecond, row.BucketDrawn, p.paceLimit, killed, back, around)
+		w("| %s | %s | %d in %s | %.0f/min = **%.1f%%** | **%d** | %d | %.1f of %d | %s | %s | %s | %s |\n", name, row.Duration.Round(time.Millisecond),
+			row.Requests, row.Span.Round(time.Millisecond), row.PerMinute, row.Percent, row.Status429, row.PeakPerSecond, row.BucketDrawn, p.paceLimit, killed, back, around,
+			perReplicaText(row.PerReplica))
 	}
 	w("\nGoals (≥ 90%% of %d/min, no 429, the bucket held by the fleet's own limiters, back to 90%% within 30 s): see the table of goals above.\n\n", p.paceLimit)
 }
