@@ -105,6 +105,7 @@ type Config struct {
 type Client struct {
 	http          *retryablehttp.Client
 	base          *url.URL
+	baseURL       string // base.String(), for the hot path's URL
 	creds         CredentialSource
 	userAgent     string
 	maxRetryAfter time.Duration
@@ -147,6 +148,7 @@ func New(cfg Config) (*Client, error) {
 	return &Client{
 		http:          newHTTPClient(cfg, p),
 		base:          base,
+		baseURL:       base.String(),
 		creds:         cfg.Credentials,
 		userAgent:     cfg.UserAgent,
 		maxRetryAfter: cfg.MaxRetryAfter,
@@ -192,7 +194,9 @@ func (c *Client) connectionsURL(agentID string) string {
 // connectionURL is the Remove Connection route under the base, with both IDs path-escaped.
 // JoinPath treats its elements as escaped, so each ID is escaped exactly once here.
 func (c *Client) connectionURL(agentID, connectionID string) string {
-	return c.base.JoinPath("v2", "auth", "agents", url.PathEscape(agentID), "connections", url.PathEscape(connectionID)).String()
+	// The same URL as JoinPath gives: the base has no trailing slash, and ValidateID refuses the
+	// "." and ".." that JoinPath would clean; built by concatenation, it is one allocation.
+	return c.baseURL + "/v2/auth/agents/" + url.PathEscape(agentID) + "/connections/" + url.PathEscape(connectionID)
 }
 
 // errNoCredentials marks a credential source that failed; it is not retried.
@@ -215,7 +219,8 @@ func (c *Client) sendBody(ctx context.Context, tracker *requestTracker, method, 
 	if creds.APIKey == "" && creds.BearerToken == "" {
 		return nil, fmt.Errorf("%w: neither an API key nor a bearer token is set", errNoCredentials)
 	}
-	reqCtx := context.WithValue(context.WithValue(ctx, trackerKey{}, tracker), requestInfoKey{}, info)
+	info.tracker = tracker
+	reqCtx := context.WithValue(ctx, requestInfoKey{}, info)
 	var raw any
 	if body != nil {
 		raw = body

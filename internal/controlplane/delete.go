@@ -67,10 +67,11 @@ func (c *Client) Delete(ctx context.Context, r DeleteRequest) (DeleteResult, err
 	resp, err := c.send(ctx, tracker, http.MethodDelete, c.connectionURL(r.AgentID, r.ConnectionID),
 		&requestInfo{route: RouteConnection, agentID: r.AgentID, connectionID: r.ConnectionID, detach: r.Detach})
 	res.Requests = r.PriorRequests + tracker.total()
-	fields := []any{
+	// Room for the status and a failure's two fields, so that appending them allocates nothing.
+	fields := append(make([]any, 0, 14),
 		"agent_id", r.AgentID, "connection_id", r.ConnectionID,
 		"requests", res.Requests, "latency_ms", time.Since(start).Milliseconds(),
-	}
+	)
 	if err != nil {
 		return res, unanswered(ctx, err, res.Requests, logger, "connection removal", fields)
 	}

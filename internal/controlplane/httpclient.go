@@ -25,7 +25,7 @@ func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 	if metrics == nil {
 		metrics = noMetrics{}
 	}
-	transport = &instrumentedTransport{next: transport, metrics: metrics, tracer: tracerFrom(cfg.TracerProvider)}
+	transport = &instrumentedTransport{next: transport, metrics: metrics, tracer: tracerFrom(cfg.TracerProvider), traced: traces(cfg.TracerProvider)}
 	retry := cfg.HTTPRetry
 	if retry.Max == 0 {
 		retry.Max = DefaultHTTPRetryMax
@@ -65,8 +65,8 @@ func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 		// Called before every request, the first included: count it (and heartbeat the count)
 		// before it leaves. It sees the request headers, so it never logs the request.
 		RequestLogHook: func(_ retryablehttp.Logger, req *http.Request, _ int) {
-			if t, ok := req.Context().Value(trackerKey{}).(*requestTracker); ok {
-				t.sent()
+			if info, ok := req.Context().Value(requestInfoKey{}).(*requestInfo); ok && info.tracker != nil {
+				info.tracker.sent()
 			}
 		},
 	}
@@ -149,8 +149,6 @@ func isQuickNetworkError(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
-
-type trackerKey struct{}
 
 // requestTracker counts the requests of one call as they leave, and reports each new total (the
 // caller records it, in a Temporal heartbeat, so the count survives a retry or a worker restart).

@@ -79,6 +79,8 @@ type requestInfo struct {
 	stop context.Context
 	// sent counts the requests of this send that reached the transport, to tell retries apart.
 	sent atomic.Int64
+	// tracker counts and heartbeats the call's requests before they leave (nil: none).
+	tracker *requestTracker
 }
 
 // instrumentedTransport counts, times and traces every request that leaves, in-process retries
@@ -87,6 +89,9 @@ type instrumentedTransport struct {
 	next    http.RoundTripper
 	metrics Metrics
 	tracer  trace.Tracer
+	// traced is false when the tracer records nothing (no provider, or the no-op one): the
+	// request then goes on without a span, its attributes or a copy of the request.
+	traced bool
 }
 
 func (t *instrumentedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -96,6 +101,12 @@ func (t *instrumentedTransport) RoundTrip(req *http.Request) (*http.Response, er
 	if info != nil {
 		route = info.route
 		resends = info.sent.Add(1) - 1
+	}
+	if !t.traced {
+		start := time.Now()
+		resp, err := t.next.RoundTrip(req)
+		t.record(req, route, resp, err, time.Since(start))
+		return resp, err
 	}
 	attrs := []attribute.KeyValue{
 		semconv.HTTPRequestMethodKey.String(req.Method),
@@ -170,6 +181,24 @@ func networkErrorKind(ctx context.Context, err error) string {
 }
 
 // tracerFrom is the client's tracer from a provider; nil traces nothing.
+// record counts and times one request that got resp or err, as RoundTrip does without a span.
+func (t *instrumentedTransport) record(req *http.Request, route string, resp *http.Response, err error, d time.Duration) {
+	if err != nil {
+		t.metrics.Request(req.Method, route, StatusClassNetworkError, d)
+		return
+	}
+	t.metrics.Request(req.Method, route, statusClass(resp.StatusCode), d)
+}
+
+// traces says whether tp records spans: not nil and not the no-op provider.
+func traces(tp trace.TracerProvider) bool {
+	switch tp.(type) {
+	case nil, noop.TracerProvider, *noop.TracerProvider:
+		return false
+	}
+	return true
+}
+
 func tracerFrom(tp trace.TracerProvider) trace.Tracer {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
