@@ -56,8 +56,9 @@ const (
 	defaultHTTPAddress             = "127.0.0.1:9090"
 	defaultStopTimeout             = 30 * time.Second
 	defaultMaxConcurrentActivities = 100
-	// defaultRequestsPerSecond keeps one replica under the API's 2000 requests a minute per key
-	// (33.3/s) with room for other clients of the key; split it across replicas.
+	// defaultRequestsPerSecond keeps the fleet (every replica sharing the task queue and key, which
+	// divide it among themselves: internal/fleet) under the API's 2000 requests a minute per key
+	// (33.3/s) with room for other clients of the key.
 	defaultRequestsPerSecond = 30.0
 	defaultRequestBurst      = 10
 	defaultLogFormat         = logging.FormatJSON
