@@ -113,7 +113,8 @@ func defineFlags(fs *flag.FlagSet, opts *options, defaultQueue string) *flagValu
 	// How.
 	fs.BoolVar(&opts.wait, "wait", true, "wait for the outcome; with --wait=false print the workflow and run IDs")
 	fs.DurationVar(&opts.timeout, "timeout", 0, "stop waiting after `DURATION` (e.g. 10m) and exit 124; the workflow goes on (0: no limit)")
-	fs.BoolVar(&opts.dryRun, "dry-run", false, "print the workflow that would be started, and its input; start nothing and contact nothing")
+	fs.BoolVar(&opts.dryRun, "dry-run", false, "print the workflow that would be started, and its input; start nothing and contact nothing, "+
+		"except that with --all and a LangSmith key set it lists the agent's connections (one read-only GET) to show what it would remove now")
 	fs.BoolVar(&opts.yes, "yes", false, "do not ask before starting (the starter asks only when stdin and stdout are terminals)")
 	fs.BoolVar(&opts.yes, "y", false, "")
 	fs.StringVar(&raw.output, "output", outputText, "`FORMAT` of the output: text, or json (the result alone on stdout)")

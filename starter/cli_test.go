@@ -45,7 +45,9 @@ func TestRun_HelpListsEveryFlagAndVariable(t *testing.T) {
 			}
 		})
 		for _, v := range []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_TLS", "TEMPORAL_PROFILE",
-			"TEMPORAL_CONFIG_FILE", "TEMPORAL_TASK_QUEUE", "TEMPORAL_GRPC_META_"} {
+			"TEMPORAL_CONFIG_FILE", "TEMPORAL_TASK_QUEUE", "TEMPORAL_GRPC_META_",
+			"LANGSMITH_API_KEY", "LANGGRAPH_HOST_API_KEY", "LANGSMITH_API_KEY_FILE", "LANGSMITH_BEARER_TOKEN", "LANGSMITH_WORKSPACE_ID",
+			"LANGSMITH_TENANT_ID", "LANGSMITH_CONTROL_PLANE_URL", "LANGGRAPH_HOST_URL", "LANGSMITH_ENDPOINT"} {
 			if !strings.Contains(help, v) {
 				t.Errorf("%s does not name the variable %s", arg, v)
 			}
@@ -187,6 +189,7 @@ would remove every connection of agent a1 (as the control plane lists them when 
   workflow RemoveAgentConnectionsWorkflow, ID remove-agent-connections/a1 (a running one with this ID is followed instead)
   task queue agent-connections, namespace default at 127.0.0.1:1
   input {"agent_id":"a1","missing_ok":true,"continue_on_error":true}
+with LANGSMITH_API_KEY (or LANGSMITH_API_KEY_FILE) set, --dry-run would list the agent's connections now (a read-only GET)
 `
 		if code != 0 || stdout.String() != want || stderr.Len() != 0 {
 			t.Errorf("got exit %d, stdout\n%s\nstderr %q; want 0 and\n%s", code, stdout.String(), stderr.String(), want)

@@ -33,10 +33,20 @@ var helpEnvironment = [][2]string{
 	{"TEMPORAL_TASK_QUEUE", "task queue of the worker, as the worker reads it (--task-queue)"},
 }
 
+// helpLangSmithEnvironment is what --all --dry-run reads to list the agent's connections: the
+// worker's LangSmith settings, under the same names and aliases. Without a key it lists nothing.
+var helpLangSmithEnvironment = [][2]string{
+	{"LANGSMITH_API_KEY (or LANGGRAPH_HOST_API_KEY), LANGSMITH_API_KEY_FILE", "the LangSmith key, or the file it is read from (or LANGSMITH_BEARER_TOKEN)"},
+	{"LANGSMITH_WORKSPACE_ID (or LANGSMITH_TENANT_ID)", "the workspace, sent as X-Tenant-Id"},
+	{"LANGSMITH_CONTROL_PLANE_URL (or LANGGRAPH_HOST_URL)", "the control plane (default https://api.host.langchain.com)"},
+	{"LANGSMITH_ENDPOINT", "on the EU host, with no control plane URL set: the EU control plane"},
+}
+
 // helpExitCodes are the exit codes, as -h states them.
 var helpExitCodes = [][2]string{
-	{"0", "removed or already absent; with --all every connection was, and nothing was cancelled (--wait=false: started or attached to; --dry-run: valid)"},
-	{"1", "the removal failed; with --all the teardown failed, was cancelled, or left a connection failed, remained, reappeared or skipped"},
+	{"0", "removed or already absent; with --all every connection was, and nothing was cancelled (--wait=false: started or attached to; --dry-run: valid, and listed if asked)"},
+	{"1", "the removal failed; with --all the teardown failed, was cancelled, or left a connection failed, remained, reappeared or skipped; " +
+		"with --all --dry-run the list failed: agent not found, key refused, control plane unreachable"},
 	{"2", "bad usage or settings, Temporal unreachable, or the question not answered yes: nothing started, or the outcome unknown"},
 	{"124", "--timeout ran out while waiting; the workflow goes on"},
 	{"130", "interrupted (Ctrl-C; 143 on SIGTERM) while waiting; the workflow goes on"},
@@ -83,6 +93,10 @@ usage:
 	}
 	b.WriteString("\nEnvironment (read through the Temporal SDK's envconfig, as every Temporal tool reads it):\n")
 	for _, e := range helpEnvironment {
+		fmt.Fprintf(&b, "  %s\n        %s\n", e[0], e[1])
+	}
+	b.WriteString("\nLangSmith (read only by --all --dry-run, to list the agent's connections with one GET; the worker's names):\n")
+	for _, e := range helpLangSmithEnvironment {
 		fmt.Fprintf(&b, "  %s\n        %s\n", e[0], e[1])
 	}
 	b.WriteString("\nExit codes:\n")

@@ -8,11 +8,18 @@
 //	starter --agent-id A --connection-id C [--missing-ok=true] [--wait=true] [--timeout D] [-o json|text]
 //	starter --agent-id A --all [--connection-ids C1,C2] [--concurrency N] [--continue-on-error=true] ...
 //	starter ... --dry-run         print what would be started; start nothing, contact nothing
+//	starter --all ... --dry-run   the same; with a LangSmith key set, list the agent's connections first
 //	starter restore FILE|- [...]  undo a teardown: restore the connections its saved result removed
 //
 // The Temporal connection comes from the environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 // TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE) through the SDK's
 // envconfig, as for the worker; --address, --namespace, --profile and --config-file override it.
+//
+// With --all --dry-run and a LangSmith key in the environment (LANGSMITH_API_KEY or
+// LANGSMITH_API_KEY_FILE, the workspace and control plane URL: the worker's settings, names and
+// aliases, read through internal/langsmithenv), the starter lists the agent's connections with one
+// read-only GET and prints them, so the operator sees what the teardown would remove now; it still
+// contacts no Temporal and sends no DELETE.
 //
 // When stdin and stdout are both terminals, the starter asks before it starts anything, unless
 // --yes; in scripts and pipes it does not ask.
@@ -20,11 +27,12 @@
 // Exit codes: 0 when the connection is removed or already absent, or with --all when every
 // connection ended removed or already absent and the teardown was not cancelled (with
 // --wait=false: when the workflow is started or attached to; with --dry-run: when the command
-// line is valid); 1 when the removal failed, or the teardown failed, was cancelled or left any
-// connection failed, remained, reappeared or skipped; 2 when the starter could not start or follow
-// it (bad usage or settings, Temporal unreachable, the question not answered yes); 124 when
-// --timeout ran out while waiting (the workflow goes on); 130 when interrupted (Ctrl-C), 143 on
-// SIGTERM (the workflow goes on either way).
+// line is valid, and the list, if asked for, answered); 1 when the removal failed, or the teardown
+// failed, was cancelled or left any connection failed, remained, reappeared or skipped, or a dry
+// run's list failed (agent not found, key refused, control plane unreachable); 2 when the starter
+// could not start or follow it (bad usage or settings, Temporal unreachable, the question not
+// answered yes); 124 when --timeout ran out while waiting (the workflow goes on); 130 when
+// interrupted (Ctrl-C), 143 on SIGTERM (the workflow goes on either way).
 package main
 
 import (
@@ -125,7 +133,7 @@ func runConsole(ctx context.Context, args, vars []string, con console) int {
 	}
 	p := newPlan(opts, clientOpts)
 	if opts.dryRun {
-		return printDryRun(con.stdout, con.stderr, opts, p)
+		return runDryRun(ctx, env, con, opts, p)
 	}
 	if con.interactive && !opts.yes {
 		if code, ok := confirm(ctx, con, p); !ok {

@@ -28,8 +28,9 @@ type plan struct {
 	// ConnectionIDs are the connections it removes when they are known beforehand: the one of a
 	// removal, or --connection-ids.
 	ConnectionIDs []string `json:"connection_ids,omitempty"`
-	// ListsConnections is true when the teardown lists the agent's connections itself, when it runs:
-	// the starter holds no LangSmith key and cannot list them beforehand.
+	// ListsConnections is true when the teardown lists the agent's connections itself, when it
+	// runs; a dry run with a LangSmith key lists them beforehand too, to show what it would remove
+	// now.
 	ListsConnections bool `json:"lists_connections"`
 	Input            any  `json:"input"`
 }
@@ -74,24 +75,36 @@ func (p plan) where() string {
 		p.WorkflowType, p.WorkflowID, p.TaskQueue, p.Namespace, p.Address)
 }
 
-// printDryRun prints the plan and starts nothing: it asks neither Temporal nor the control plane
-// anything (whether a run under the workflow ID exists, which connections an agent has).
-func printDryRun(stdout, stderr io.Writer, opts options, p plan) int {
+// printDryRun prints the plan and starts nothing. listed is nil when nothing was asked of anyone
+// (whether a run under the workflow ID exists, which connections an agent has); for --all with a
+// LangSmith key, it is the agent's connections as the control plane listed them just now.
+func printDryRun(stdout, stderr io.Writer, opts options, p plan, listed *[]string) int {
 	if opts.json {
 		return writeJSON(stdout, stderr, struct {
 			DryRun bool `json:"dry_run"`
 			plan
-		}{true, p}, exitOK)
+			Connections *[]string `json:"connections,omitempty"`
+		}{true, p, listed}, exitOK)
 	}
 	input, err := json.Marshal(p.Input)
 	if err != nil {
 		return failf(stderr, exitStarter, "encode the input: %v", err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "dry run: nothing started; neither Temporal nor the control plane was asked anything\n")
-	if p.ListsConnections || len(p.ConnectionIDs) == 1 {
+	switch {
+	case listed == nil:
+		b.WriteString("dry run: nothing started; neither Temporal nor the control plane was asked anything\n")
+	default:
+		fmt.Fprintf(&b, "dry run: nothing started or removed; Temporal was not contacted, and the control plane was only asked for the connections of agent %s (GET)\n", p.AgentID)
+	}
+	switch {
+	case listed != nil && p.ListsConnections:
+		writeListed(&b, p, *listed)
+	case listed != nil:
+		writeGivenListed(&b, p, *listed)
+	case p.ListsConnections || len(p.ConnectionIDs) == 1:
 		fmt.Fprintf(&b, "would remove %s\n", p.what(0))
-	} else {
+	default:
 		fmt.Fprintf(&b, "would remove these %d connections of agent %s:\n", len(p.ConnectionIDs), p.AgentID)
 		for _, id := range p.ConnectionIDs {
 			fmt.Fprintf(&b, "    %s\n", id)
@@ -99,8 +112,51 @@ func printDryRun(stdout, stderr io.Writer, opts options, p plan) int {
 	}
 	b.WriteString(p.where())
 	fmt.Fprintf(&b, "  input %s\n", input)
+	if listed == nil && p.WorkflowType == ac.RemoveAgentConnectionsWorkflowType {
+		b.WriteString(noKeyHint + "\n")
+	}
 	_, _ = io.WriteString(stdout, b.String())
 	return exitOK
+}
+
+// writeListed writes what a teardown that lists would remove now: the agent's connections as the
+// control plane listed them.
+func writeListed(b *strings.Builder, p plan, listed []string) {
+	fmt.Fprintf(b, "would remove every connection of agent %s, as the control plane lists them when the teardown runs; it lists %d %s now",
+		p.AgentID, len(listed), plural(len(listed), "connection", "connections"))
+	if len(listed) == 0 {
+		b.WriteString(": the teardown would remove nothing\n")
+		return
+	}
+	b.WriteString(":\n")
+	for _, id := range listed {
+		fmt.Fprintf(b, "    %s\n", id)
+	}
+}
+
+// writeGivenListed writes the given connections, each marked listed or not listed by the control
+// plane now (one not listed is absent: the teardown finds it gone).
+func writeGivenListed(b *strings.Builder, p plan, listed []string) {
+	now := make(map[string]bool, len(listed))
+	for _, id := range listed {
+		now[id] = true
+	}
+	found := 0
+	for _, id := range p.ConnectionIDs {
+		if now[id] {
+			found++
+		}
+	}
+	fmt.Fprintf(b, "would remove these %d %s of agent %s; the control plane lists %d of them now (%d %s of the agent in all):\n",
+		len(p.ConnectionIDs), plural(len(p.ConnectionIDs), "connection", "connections"), p.AgentID,
+		found, len(listed), plural(len(listed), "connection", "connections"))
+	for _, id := range p.ConnectionIDs {
+		mark := "listed"
+		if !now[id] {
+			mark = "not listed"
+		}
+		fmt.Fprintf(b, "    %s  %s\n", id, mark)
+	}
 }
 
 // confirm asks on the terminal before anything is started, and returns ok true on a yes. Anything

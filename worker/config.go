@@ -14,19 +14,19 @@ import (
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/internal/controlplane"
+	"github.com/agentops/agentconnections/internal/langsmithenv"
 	"github.com/agentops/agentconnections/internal/logging"
 	"github.com/agentops/agentconnections/internal/telemetry"
 )
 
-// Names of the worker's own environment variables. The Temporal connection settings
+// Names of the worker's own environment variables; the LangSmith ones (the key, the workspace, the
+// control plane URL and their aliases) are internal/langsmithenv's. The Temporal connection settings
 // (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE) are read
 // by the SDK's envconfig, not here; TEMPORAL_API_KEY is named only to refuse it next to the file.
 const (
-	envAPIKey                  = "LANGSMITH_API_KEY"
-	envAPIKeyFile              = "LANGSMITH_API_KEY_FILE"
-	envTenantID                = "LANGSMITH_TENANT_ID"
-	envBearerToken             = "LANGSMITH_BEARER_TOKEN"
-	envControlPlaneURL         = "LANGSMITH_CONTROL_PLANE_URL"
+	envAPIKey                  = langsmithenv.EnvAPIKey
+	envAPIKeyFile              = langsmithenv.EnvAPIKeyFile
+	envBearerToken             = langsmithenv.EnvBearerToken
 	envDeploymentName          = "TEMPORAL_DEPLOYMENT_NAME"
 	envWorkerBuildID           = "TEMPORAL_WORKER_BUILD_ID"
 	envTemporalAPIKey          = "TEMPORAL_API_KEY"
@@ -40,18 +40,10 @@ const (
 	envTaskQueueActivitiesRate = "WORKER_TASK_QUEUE_ACTIVITIES_PER_SECOND"
 	envLogFormat               = "LOG_FORMAT"
 	envLogLevel                = "LOG_LEVEL"
-
-	// Names LangSmith's own tools use (langsmith.go): aliases, and the API endpoint whose region
-	// the control plane URL is checked against.
-	envWorkspaceID       = "LANGSMITH_WORKSPACE_ID"
-	envHostURL           = "LANGGRAPH_HOST_URL"
-	envHostAPIKey        = "LANGGRAPH_HOST_API_KEY"
-	envLangSmithEndpoint = "LANGSMITH_ENDPOINT"
 )
 
 // Defaults of the worker's configuration.
 const (
-	defaultControlPlaneURL         = "https://api.host.langchain.com"
 	defaultRequestTimeout          = controlplane.DefaultRequestTimeout
 	defaultHTTPAddress             = "127.0.0.1:9090"
 	defaultStopTimeout             = 30 * time.Second
@@ -108,18 +100,10 @@ type config struct {
 	// temporalKeyStamp is the file's state when TemporalKey was read from it.
 	temporalKeyStamp controlplane.FileStamp
 
-	// setBy maps a variable to the alias it was set through, if it was (langsmith.go).
-	setBy map[string]string
+	// langSmith is the environment with the LangSmith aliases resolved (internal/langsmithenv).
+	langSmith *langsmithenv.Env
 	// notes are logged once the logger exists: choices made and suspicions (langsmith.go).
 	notes []note
-}
-
-// varName is the variable a setting came from: name, or the alias it was set through.
-func (c config) varName(name string) string {
-	if alias, ok := c.setBy[name]; ok {
-		return alias
-	}
-	return name
 }
 
 // configError names the variable (or flag) that is missing or malformed. Its message never holds a
@@ -138,10 +122,11 @@ func problem(name, format string, args ...any) *configError {
 // loadConfig reads the worker's configuration from lookup. logFormatFlag, when set, overrides
 // LOG_FORMAT.
 func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (config, error) {
-	lookup, setBy, err := resolveAliases(lookup)
+	langSmith, err := langsmithenv.Resolve(lookup)
 	if err != nil {
-		return config{}, err
+		return config{}, asConfigError(err)
 	}
+	lookup = langSmith.Lookup
 	get := func(name string) string {
 		v, _ := lookup(name)
 		return v
@@ -157,13 +142,13 @@ func loadConfig(lookup func(string) (string, bool), logFormatFlag *string) (conf
 		LogFormat:               defaultLogFormat,
 		LogLevel:                defaultLogLevel,
 		ServiceName:             telemetry.DefaultServiceName,
-		setBy:                   setBy,
+		langSmith:               langSmith,
 	}
 	// Logging first, so that a bad log setting is reported before anything that would log.
 	for _, step := range []func() error{
 		func() error { return loadLogging(get, logFormatFlag, &cfg) },
 		func() error { return loadTaskQueue(get, &cfg) },
-		func() error { return loadCredentials(get, &cfg) },
+		func() error { return loadCredentials(&cfg) },
 		func() error { return loadControlPlane(get, &cfg) },
 		func() error { return loadServing(lookup, get, &cfg) },
 		func() error { return loadLimits(get, &cfg) },
@@ -212,17 +197,11 @@ func loadTaskQueue(get func(string) string, cfg *config) error {
 // loadControlPlane reads where the control plane is and how long one request may take. Unset,
 // the URL follows LANGSMITH_ENDPOINT's region; set, it is checked against it.
 func loadControlPlane(get func(string) string, cfg *config) error {
-	endpoint, rawURL := get(envLangSmithEndpoint), get(envControlPlaneURL)
-	if rawURL == "" {
-		rawURL = pickControlPlaneURL(endpoint, cfg)
-	} else {
-		checkRegions(endpoint, rawURL, cfg.varName(envControlPlaneURL), cfg)
-	}
-	u, err := controlplane.ParseBaseURL(rawURL)
+	u, notes, err := cfg.langSmith.ControlPlaneURL()
 	if err != nil {
-		// ParseBaseURL never repeats user info, so a URL with a password in it stays out of the message.
-		return problem(cfg.varName(envControlPlaneURL), "%v", err)
+		return asConfigError(err)
 	}
+	addNotes(cfg, notes...)
 	cfg.ControlPlaneURL = u
 	cfg.RequestTimeout, err = duration(envRequestTimeout, get(envRequestTimeout), defaultRequestTimeout, false)
 	return err
@@ -303,30 +282,15 @@ func rate(name, raw string, def float64) (float64, error) {
 
 // loadCredentials fills cfg.Credentials and cfg.APIKeyFile. Its errors name variables and the key
 // file's path, never a value.
-func loadCredentials(get func(string) string, cfg *config) error {
-	key := strings.TrimSpace(get(envAPIKey))
-	keyFile := get(envAPIKeyFile)
-	tenant := strings.TrimSpace(get(envTenantID))
-	bearer := strings.TrimSpace(get(envBearerToken))
-
-	for _, c := range []struct{ name, value string }{{cfg.varName(envAPIKey), key}, {cfg.varName(envTenantID), tenant}, {envBearerToken, bearer}} {
-		if err := controlplane.CheckHeaderValue(c.value); err != nil {
-			return problem(c.name, "%v", err)
-		}
+func loadCredentials(cfg *config) error {
+	creds, err := cfg.langSmith.Credentials()
+	if err != nil {
+		return asConfigError(err)
 	}
-	switch {
-	case key != "" && keyFile != "":
-		return problem(envAPIKeyFile, "both %s and %s are set; set only one", cfg.varName(envAPIKey), envAPIKeyFile)
-	case keyFile != "":
-		k, stamp, err := controlplane.LoadKeyFile(keyFile)
-		if err != nil {
-			return problem(envAPIKeyFile, "%v", err)
-		}
-		key, cfg.APIKeyFile, cfg.keyFileStamp = k, keyFile, stamp
-	case key == "" && bearer == "":
+	if !creds.Set() {
 		return problem(envAPIKey, "not set; set %s or %s (or %s)", envAPIKey, envAPIKeyFile, envBearerToken)
 	}
-	cfg.Credentials = controlplane.Credentials{APIKey: key, TenantID: tenant, BearerToken: bearer}
+	cfg.Credentials, cfg.APIKeyFile, cfg.keyFileStamp = creds.Credentials, creds.KeyFile, creds.KeyFileStamp
 	return nil
 }
 
