@@ -58,12 +58,14 @@ bench: bin/temporal
 
 # The fault suite (faults/, real processes), the teardown simulation over 2000 more seeds than
 # make test runs (workflows/sim_test.go; about 7 minutes with -race on two cores, SIMSEEDS=3000
-# for more), and bounded fuzzing of the parsers; results in docs/reliability.md.
+# for more), the restore simulation over as many more (workflows/simrestore_test.go; under two
+# minutes), and bounded fuzzing of the parsers; results in docs/reliability.md.
 FUZZTIME ?= 30s
 SIMSEEDS ?= 2000
 faults: bin/temporal
 	go test -tags faults -count=1 -timeout 60m -v ./faults/
 	go test -race -count=1 -timeout 30m -v -run 'TestSimulation$$' ./workflows/ -sim.first=201 -sim.seeds=$(SIMSEEDS)
+	go test -race -count=1 -timeout 30m -v -run 'TestRestoreSimulation$$' ./workflows/ -simrestore.first=101 -simrestore.seeds=$(SIMSEEDS)
 	go test -run XXX -fuzz FuzzValidateID -fuzztime $(FUZZTIME) .
 	go test -run XXX -fuzz FuzzDescribeErrorBody -fuzztime $(FUZZTIME) ./internal/controlplane/
 	go test -run XXX -fuzz FuzzParseRetryAfter -fuzztime $(FUZZTIME) ./internal/controlplane/

@@ -310,8 +310,16 @@ func (r *restore) retryLater(tok, errType, msg string, attempts int, retryAfter 
 	round := r.rounds[tok]
 	if round >= ac.MaxTeardownRounds {
 		e := r.entries[tok]
-		r.finish(ac.RestoreOutcome{ConnectionID: e.ConnectionID, OAuthTokenID: tok, Outcome: ac.OutcomeFailed, Attempts: attempts,
-			FailureType: errType, Message: fmt.Sprintf("gave up after %d rounds: %s", round, msg)})
+		o := ac.RestoreOutcome{ConnectionID: e.ConnectionID, OAuthTokenID: tok, Outcome: ac.OutcomeFailed, Attempts: attempts,
+			FailureType: errType, Message: fmt.Sprintf("gave up after %d rounds: %s", round, msg)}
+		if r.maybeSent[tok] {
+			// The last POST's answer was lost too: it may have created the connection, as for a
+			// restore that stopped (restore simulation seeds 1856 and 1888).
+			o.FailureType = ac.ErrInterrupted
+			o.Message = fmt.Sprintf("gave up after %d rounds with no final answer (last: %s: %s); a POST it sent may have created the connection",
+				round, errType, msg)
+		}
+		r.finish(o)
 		return
 	}
 	backoff := min(time.Second<<(round-1), maxRetryDelay)
