@@ -58,7 +58,7 @@ bench: bin/temporal
 
 # The fault suite (faults/, real processes), the teardown simulation over 2000 more seeds than
 # make test runs (workflows/sim_test.go; about 7 minutes with -race on two cores, SIMSEEDS=3000
-# for more), the restore simulation over as many more (workflows/simrestore_test.go; under two
+# for more), the restore simulation over as many more (workflows/simrestore_test.go; about four
 # minutes), and bounded fuzzing of the parsers; results in docs/reliability.md.
 FUZZTIME ?= 30s
 SIMSEEDS ?= 2000
