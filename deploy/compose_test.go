@@ -344,7 +344,7 @@ func TestCompose_WorkerGetsWhatItNeedsInTheStack(t *testing.T) {
 	})
 
 	t.Run("control plane URL names the emulator and its port", func(t *testing.T) {
-		urlVar := workerVariable(t, vars, "envControlPlaneURL")
+		urlVar := workerVariable(t, vars, "EnvControlPlaneURL")
 		raw, ok := env(worker, urlVar)
 		if !ok || raw == "" {
 			t.Fatalf("worker does not set %s; it would call the real API, with the stack's example key", urlVar)

@@ -388,9 +388,9 @@ func TestKubernetes_EveryVariableIsOneTheWorkerReads(t *testing.T) {
 func TestKubernetes_ControlPlaneURLFollowsLangSmithEndpoint(t *testing.T) {
 	m := loadManifests(t)
 	vars := workerVariables(t)
-	urlVar := workerVariable(t, vars, "envControlPlaneURL")
+	urlVar := workerVariable(t, vars, "EnvControlPlaneURL")
 	env := m.containerEnv(t)
-	for _, name := range []string{urlVar, workerVariable(t, vars, "envHostURL")} {
+	for _, name := range []string{urlVar, workerVariable(t, vars, "EnvHostURL")} {
 		if v, ok := env[name]; ok {
 			t.Errorf("the manifests set %s=%s: a LANGSMITH_ENDPOINT on the EU host would get that control plane and a warning, "+
 				"not the EU one; leave it commented out in %s", name, v, k8sConfigMap)

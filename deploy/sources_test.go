@@ -20,13 +20,31 @@ var workerVariablePrefixes = []string{"LANGSMITH_", "LANGGRAPH_", "WORKER_", "TE
 
 // workerVariables reads the names of the environment variables the worker reads itself from the
 // string constants in worker/config.go, keyed by constant name: envAPIKeyFile is
-// LANGSMITH_API_KEY_FILE.
+// LANGSMITH_API_KEY_FILE. A constant there that names one of internal/langsmithenv's (the
+// LangSmith settings the worker shares with the starter) takes that one's value, and
+// langsmithenv's own constants are in the map too, under their names there.
 func workerVariables(t *testing.T) map[string]string {
 	t.Helper()
-	path := filepath.Join(repoRoot(t), "worker", "config.go")
-	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+	shared := stringConstants(t, filepath.Join("internal", "langsmithenv", "langsmithenv.go"), nil)
+	vars := stringConstants(t, filepath.Join("worker", "config.go"), map[string]map[string]string{"langsmithenv": shared})
+	if len(vars) == 0 {
+		t.Fatalf("worker/config.go declares no %v constants; has the configuration moved?", workerVariablePrefixes)
+	}
+	for name, v := range shared {
+		if _, ok := vars[name]; !ok {
+			vars[name] = v
+		}
+	}
+	return vars
+}
+
+// stringConstants reads a source file's string constants whose values start with one of
+// workerVariablePrefixes; a constant set to pkg.Name takes imported[pkg][Name].
+func stringConstants(t *testing.T, rel string, imported map[string]map[string]string) map[string]string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(repoRoot(t), rel), nil, parser.SkipObjectResolution)
 	if err != nil {
-		t.Fatalf("parse worker/config.go: %v", err)
+		t.Fatalf("parse %s: %v", rel, err)
 	}
 	vars := map[string]string{}
 	for _, decl := range f.Decls {
@@ -43,12 +61,8 @@ func workerVariables(t *testing.T) map[string]string {
 				if i >= len(vs.Values) {
 					break
 				}
-				lit, ok := vs.Values[i].(*ast.BasicLit)
-				if !ok || lit.Kind != token.STRING {
-					continue
-				}
-				v, err := strconv.Unquote(lit.Value)
-				if err != nil {
+				v, ok := constantString(vs.Values[i], imported)
+				if !ok {
 					continue
 				}
 				for _, prefix := range workerVariablePrefixes {
@@ -59,10 +73,27 @@ func workerVariables(t *testing.T) map[string]string {
 			}
 		}
 	}
-	if len(vars) == 0 {
-		t.Fatalf("worker/config.go declares no %v constants; has the configuration moved?", workerVariablePrefixes)
-	}
 	return vars
+}
+
+// constantString is the value of a string literal, or of pkg.Name found in imported.
+func constantString(e ast.Expr, imported map[string]map[string]string) (string, bool) {
+	switch e := e.(type) {
+	case *ast.BasicLit:
+		if e.Kind != token.STRING {
+			return "", false
+		}
+		v, err := strconv.Unquote(e.Value)
+		return v, err == nil
+	case *ast.SelectorExpr:
+		pkg, ok := e.X.(*ast.Ident)
+		if !ok {
+			return "", false
+		}
+		v, ok := imported[pkg.Name][e.Sel.Name]
+		return v, ok
+	}
+	return "", false
 }
 
 // workerVariable is the variable a worker/config.go constant names.
@@ -70,7 +101,7 @@ func workerVariable(t *testing.T, vars map[string]string, constant string) strin
 	t.Helper()
 	v, ok := vars[constant]
 	if !ok {
-		t.Fatalf("worker/config.go no longer declares %s; update this test to what replaced it", constant)
+		t.Fatalf("worker/config.go (or internal/langsmithenv) no longer declares %s; update this test to what replaced it", constant)
 	}
 	return v
 }
