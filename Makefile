@@ -36,6 +36,7 @@ build:
 
 test: bin/temporal
 	go vet ./...
+	go vet -tags faults ./faults/
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt -l lists files that need formatting:"; echo "$$unformatted"; exit 1; fi
 	go test -race -count=1 -timeout 30m ./...

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -460,7 +461,7 @@ func TestFaults_6_DuplicateStarts(t *testing.T) {
 			t.Errorf("start %d: %v", i, errs[i])
 		}
 		distinct[runIDs[i]] = true
-		if results[i] != results[0] {
+		if !reflect.DeepEqual(results[i], results[0]) {
 			t.Errorf("start %d: got %+v, want the same result as start 0 (%+v)", i, results[i], results[0])
 		}
 	}
