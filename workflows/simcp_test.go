@@ -189,7 +189,7 @@ func (cp *simCP) serveList(w http.ResponseWriter, agent string) {
 			ProviderID   string   `json:"provider_id,omitempty"`
 			Scopes       []string `json:"scopes,omitempty"`
 		}
-		var data []entry
+		data := []entry{} // an empty agent lists [], as the API does; null is refused
 		for id := range cp.exists {
 			listed = append(listed, id)
 		}
