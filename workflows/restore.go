@@ -394,21 +394,10 @@ func (r *restore) result() ac.RestoreAgentConnectionsResult {
 
 // restoreReportPages splits sorted outcomes into pages of at most ac.MaxReportBytes of JSON.
 func restoreReportPages(all []ac.RestoreOutcome) [][2]int {
-	var pages [][2]int
-	start, size := 0, 0
-	for i, o := range all {
-		n := ac.JSONBytes(o.ConnectionID) + ac.JSONBytes(o.OAuthTokenID) + ac.JSONBytes(o.NewConnectionID) +
+	return pageBounds(all, func(o ac.RestoreOutcome) int {
+		return ac.JSONBytes(o.ConnectionID) + ac.JSONBytes(o.OAuthTokenID) + ac.JSONBytes(o.NewConnectionID) +
 			len(o.Outcome) + len(o.FailureType) + ac.JSONBytes(o.Message) + reportEntryOverhead
-		if i > start && size+n > ac.MaxReportBytes {
-			pages = append(pages, [2]int{start, i})
-			start, size = i, 0
-		}
-		size += n
-	}
-	if start < len(all) {
-		pages = append(pages, [2]int{start, len(all)})
-	}
-	return pages
+	})
 }
 
 func restoreReportPage(all []ac.RestoreOutcome, n int) (ac.RestoreReportPage, error) {

@@ -952,11 +952,19 @@ const reportEntryOverhead = 128
 // reportPages splits sorted outcomes into [start, end) ranges of at most ac.MaxReportBytes of
 // JSON each (every page holds at least one entry).
 func reportPages(all []ac.ConnectionOutcome) [][2]int {
+	return pageBounds(all, func(o ac.ConnectionOutcome) int {
+		snap, _ := o.Snapshot()
+		return ac.JSONBytes(o.ConnectionID) + len(o.Outcome) + len(o.FailureType) + ac.JSONBytes(o.Message) + snap.SnapshotBytes() + reportEntryOverhead
+	})
+}
+
+// pageBounds splits entries into [start, end) ranges of at most ac.MaxReportBytes by bytesOf
+// (every page holds at least one entry): the report pages of a teardown and of a restore.
+func pageBounds[T any](all []T, bytesOf func(T) int) [][2]int {
 	var pages [][2]int
 	start, size := 0, 0
-	for i, o := range all {
-		snap, _ := o.Snapshot()
-		n := ac.JSONBytes(o.ConnectionID) + len(o.Outcome) + len(o.FailureType) + ac.JSONBytes(o.Message) + snap.SnapshotBytes() + reportEntryOverhead
+	for i, e := range all {
+		n := bytesOf(e)
 		if i > start && size+n > ac.MaxReportBytes {
 			pages = append(pages, [2]int{start, i})
 			start, size = i, 0
