@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +43,63 @@ type options struct {
 	profileDir string
 	noProfile  bool
 	command    string
+	// only names the sections to run (sectionNames); empty runs them all.
+	only []string
+}
+
+// Sections of the report, by the names --only takes, in the order they run.
+const (
+	sectionE2E       = "e2e"       // 1
+	sectionTeardown  = "teardown"  // 2a
+	sectionPace      = "pace"      // 2b
+	sectionFleet     = "fleet"     // 2c
+	sectionRestore   = "restore"   // 2d
+	sectionFootprint = "footprint" // 3
+)
+
+// sectionNames are the sections in report order, with the numbers --only also takes for them.
+var sectionNames = []struct{ name, number string }{
+	{sectionE2E, "1"}, {sectionTeardown, "2a"}, {sectionPace, "2b"}, {sectionFleet, "2c"}, {sectionRestore, "2d"}, {sectionFootprint, "3"},
+}
+
+// parseOnly reads --only: comma-separated section names (or numbers), each known, in report
+// order without repeats.
+func parseOnly(v string) ([]string, error) {
+	want := map[string]bool{}
+	for _, f := range strings.Split(v, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		if f == "" {
+			continue
+		}
+		found := false
+		for _, s := range sectionNames {
+			if f == s.name || f == s.number {
+				want[s.name], found = true, true
+			}
+		}
+		if !found {
+			names := make([]string, len(sectionNames))
+			for i, s := range sectionNames {
+				names[i] = s.name
+			}
+			return nil, fmt.Errorf("--only: unknown section %q (sections: %s, or their numbers 1, 2a, 2b, 2c, 2d, 3)", f, strings.Join(names, ", "))
+		}
+	}
+	if len(want) == 0 {
+		return nil, errors.New("--only: no section named")
+	}
+	var out []string
+	for _, s := range sectionNames {
+		if want[s.name] {
+			out = append(out, s.name)
+		}
+	}
+	return out, nil
+}
+
+// runs reports whether the run includes section.
+func (o options) runs(section string) bool {
+	return len(o.only) == 0 || slices.Contains(o.only, section)
 }
 
 // harness is one run: the dev server, a client, the worker binary, and a counter for unique names.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,8 @@ import (
 // binary, and checks the figures (positive rates, computed ratios) and the report (every section,
 // the hot-path section someone else filled kept).
 func TestQuickRun(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// A guard against a hung run, not a figure: about 90 s on two shared cores.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var progress bytes.Buffer
 	start := time.Now()
@@ -75,8 +77,27 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("fleet of %d (killed %t): got %+v, want every connection removed and no 429", row.Replicas, row.Killed, row)
 		}
 	}
-	// 5 goals before section 2c; 3 per fleet row, and 1 more for the row with a replica killed.
-	if want := 5 + 3*len(rep.Fleet) + 1; len(rep.Goals) != want {
+	// Section 2d: every connection torn down and restored, one connection per token (the run
+	// fails otherwise), with positive rates and the requests of each.
+	x := rep.Restore
+	if x == nil {
+		t.Fatal("no restore section")
+	}
+	if x.N != quickSizes.restoreN || x.Restored != x.N || x.OnePerToken != x.N || x.AtEmulator != x.N {
+		t.Errorf("restore: got %+v, want all %d restored with one connection per token", x, quickSizes.restoreN)
+	}
+	for name, v := range map[string]float64{"teardown": x.Teardown.Rate, "restore": x.Restore.Rate, "ratio": x.Ratio} {
+		if !(v > 0) || !finite(v) {
+			t.Errorf("restore: %s is %v, want a positive number", name, v)
+		}
+	}
+	if x.Teardown.ByMethod["DELETE"] != x.N || x.Restore.ByMethod["POST"] != x.N || x.Restore.ByMethod["GET"] < 1 {
+		t.Errorf("restore: got teardown requests %v and restore requests %v, want %d DELETEs, then %d POSTs and the restore's lists",
+			x.Teardown.ByMethod, x.Restore.ByMethod, x.N, x.N)
+	}
+	// 5 goals before section 2c; 3 per fleet row, and 1 more for the row with a replica killed;
+	// 2 for section 2d.
+	if want := 5 + 3*len(rep.Fleet) + 1 + 2; len(rep.Goals) != want {
 		t.Errorf("got %d goals, want %d: %+v", len(rep.Goals), want, rep.Goals)
 	}
 
@@ -94,7 +115,8 @@ func TestQuickRun(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# Benchmarks", "## Machine", "## Goals", "## 1. End-to-end removals/s", "## 2a. Teardown",
-		"## 2b. Teardown under the API's rate limit", "## 2c. One budget for the whole fleet", "## 3. Worker footprint", "## Activity hot path",
+		"## 2b. Teardown under the API's rate limit", "## 2c. One budget for the whole fleet", "## 2d. Restore of 40 connections beside the teardown",
+		"## 3. Worker footprint", "## Activity hot path",
 		hotPathStart + filled + hotPathEnd, "go run ./bench --quick", "Quick smoke run", "Growth:",
 	} {
 		if !strings.Contains(string(md), want) {
@@ -118,6 +140,54 @@ func TestFlags(t *testing.T) {
 	}
 	if code := mainRun(context.Background(), []string{"extra"}, &stdout, &stderr); code != 2 {
 		t.Errorf("got exit code %d for an argument, want 2", code)
+	}
+	// Refused before anything starts: a partial report written to --out would drop the other
+	// sections' figures.
+	for _, args := range [][]string{{"--only", "restore", "--out", filepath.Join(t.TempDir(), "b.md")}, {"--only", "restore,bogus"}, {"--only", ","}} {
+		stderr.Reset()
+		if code := mainRun(context.Background(), args, &stdout, &stderr); code != 2 {
+			t.Errorf("got exit code %d for %q, want 2", code, args)
+		}
+		if stderr.Len() == 0 {
+			t.Errorf("%q: nothing said on stderr", args)
+		}
+	}
+}
+
+func TestParseOnly(t *testing.T) {
+	got, err := parseOnly(" Footprint,restore,2a,restore ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{sectionTeardown, sectionRestore, sectionFootprint}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q (report order, no repeats)", got, want)
+	}
+	if _, err := parseOnly("restore,nope"); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("got %v, want an error naming the unknown section", err)
+	}
+}
+
+// A run with --only prints its sections and goals and no other section's heading.
+func TestMarkdownOnly(t *testing.T) {
+	x := &restoreResult{N: 1000, Concurrency: 50, Latency: 20 * time.Millisecond, Restored: 1000, OnePerToken: 1000, AtEmulator: 1000, ReportPages: 1,
+		Teardown: restorePhase{Wall: time.Second, Rate: 1000, Requests: 1002, ByMethod: map[string]int{"DELETE": 1000, "GET": 2}, WorkerCPU: 1, ServerCPU: 2, SelfCPU: 1},
+		Restore:  restorePhase{Wall: 1250 * time.Millisecond, Rate: 800, Requests: 1020, ByMethod: map[string]int{"POST": 1000, "GET": 20}},
+		Ratio:    0.8}
+	rep := &report{Command: "go run ./bench --only restore", Only: []string{sectionRestore}, Restore: x}
+	rep.evaluate()
+	if len(rep.Goals) != 2 || !rep.Goals[0].Met || !rep.Goals[1].Met {
+		t.Errorf("got goals %+v, want the two of section 2d, met", rep.Goals)
+	}
+	md := rep.markdown()
+	for _, want := range []string{"Partial run (`--only restore`)", "## 2d. Restore of 1,000 connections beside the teardown", "1000 DELETE + 2 GET", "1000 POST + 20 GET", "**0.80**"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
+	}
+	for _, bad := range []string{"## 1.", "## 2a.", "## 2b.", "## 2c.", "## 3.", "## Activity hot path", "NaN", "Inf", "%!"} {
+		if strings.Contains(md, bad) {
+			t.Errorf("the report contains %q:\n%s", bad, md)
+		}
 	}
 }
 

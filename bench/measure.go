@@ -39,6 +39,8 @@ type sizes struct {
 	footConc      int
 	fleetN        int   // section 2c: the fleet's teardown
 	fleetReplicas []int // worker binaries sharing the budget, one run each
+	restoreN      int   // section 2d: connections torn down, then restored
+	restoreConc   int
 }
 
 var fullSizes = sizes{
@@ -47,6 +49,7 @@ var fullSizes = sizes{
 	paceN: 1200, paceConc: 50, paceRPS: 33, paceBurst: 5, paceLimit: 2000, paceLatency: 20 * time.Millisecond,
 	footprint: []int{100, 1000, 10_000}, footConc: 50,
 	fleetN: 3000, fleetReplicas: []int{1, 2, 3},
+	restoreN: 1000, restoreConc: 50,
 }
 
 var quickSizes = sizes{
@@ -55,6 +58,7 @@ var quickSizes = sizes{
 	paceN: 40, paceConc: 50, paceRPS: 33, paceBurst: 5, paceLimit: 2000, paceLatency: 20 * time.Millisecond,
 	footprint: []int{20, 100}, footConc: 50,
 	fleetN: 60, fleetReplicas: []int{1, 2},
+	restoreN: 40, restoreConc: 50,
 }
 
 // run is the whole benchmark: it returns the report, or the first error. Everything it starts is
@@ -66,7 +70,7 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 		sz = quickSizes
 	}
 	h := &harness{ctx: ctx, opts: opts, sz: sz, progress: progress}
-	rep := &report{Command: opts.command, Date: started, Quick: opts.quick, Sizes: sz, Machine: describeMachine()}
+	rep := &report{Command: opts.command, Date: started, Quick: opts.quick, Only: opts.only, Sizes: sz, Machine: describeMachine()}
 
 	tmp, err := os.MkdirTemp("", "agent-connections-bench-")
 	if err != nil {
@@ -89,20 +93,37 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 	}
 	defer h.client.Close()
 
-	if rep.E2E, err = h.endToEnd(); err != nil {
-		return nil, fmt.Errorf("end-to-end removals: %w", err)
+	if opts.runs(sectionE2E) {
+		if rep.E2E, err = h.endToEnd(); err != nil {
+			return nil, fmt.Errorf("end-to-end removals: %w", err)
+		}
 	}
-	if rep.Teardown, err = h.teardowns(); err != nil {
-		return nil, fmt.Errorf("teardown: %w", err)
+	if opts.runs(sectionTeardown) {
+		if rep.Teardown, err = h.teardowns(); err != nil {
+			return nil, fmt.Errorf("teardown: %w", err)
+		}
 	}
-	if rep.Pace, err = h.paced(); err != nil {
-		return nil, fmt.Errorf("paced teardown: %w", err)
+	if opts.runs(sectionPace) {
+		if rep.Pace, err = h.paced(); err != nil {
+			return nil, fmt.Errorf("paced teardown: %w", err)
+		}
 	}
-	if rep.Fleet, err = h.fleetTeardowns(); err != nil {
-		return nil, fmt.Errorf("fleet teardown: %w", err)
+	if opts.runs(sectionFleet) {
+		if rep.Fleet, err = h.fleetTeardowns(); err != nil {
+			return nil, fmt.Errorf("fleet teardown: %w", err)
+		}
 	}
-	if rep.Footprint, err = h.footprint(); err != nil {
-		return nil, fmt.Errorf("footprint: %w", err)
+	if opts.runs(sectionRestore) {
+		x, err := h.restoreBeside()
+		if err != nil {
+			return nil, fmt.Errorf("restore beside the teardown: %w", err)
+		}
+		rep.Restore = &x
+	}
+	if opts.runs(sectionFootprint) {
+		if rep.Footprint, err = h.footprint(); err != nil {
+			return nil, fmt.Errorf("footprint: %w", err)
+		}
 	}
 	rep.evaluate()
 	if !opts.quick && !opts.noProfile {
