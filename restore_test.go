@@ -107,19 +107,23 @@ func TestBoundSnapshot(t *testing.T) {
 	}
 }
 
-// A teardown's report entries are restore entries as JSON; RestoreEntries keeps the removed ones
-// and the interrupted ones that have a snapshot.
+// A teardown's report entries are restore entries as JSON; RestoreEntries keeps, of those with a
+// snapshot, the removed ones and those a request of the teardown may have removed (interrupted,
+// or already absent after an earlier request with no final answer).
 func TestRestoreEntries_FromATeardownsReport(t *testing.T) {
 	report := []ConnectionOutcome{
 		{ConnectionID: "c1", Outcome: OutcomeRemoved, Attempts: 1, OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}},
 		{ConnectionID: "c2", Outcome: OutcomeFailed, FailureType: ErrInterrupted, OAuthTokenID: "t2"},
 		{ConnectionID: "c3", Outcome: OutcomeFailed, FailureType: ErrValidation, OAuthTokenID: "t3"},
-		{ConnectionID: "c4", Outcome: OutcomeAlreadyAbsent, OAuthTokenID: "t4"},
+		{ConnectionID: "c4", Outcome: OutcomeAlreadyAbsent, Attempts: 1, OAuthTokenID: "t4"},
 		{ConnectionID: "c5", Outcome: OutcomeRemoved},
 		{ConnectionID: "c6", Outcome: OutcomeSkipped, OAuthTokenID: "t6"},
+		{ConnectionID: "c7", Outcome: OutcomeAlreadyAbsent, Attempts: 2, EarlierRequest: true, OAuthTokenID: "t7"},
+		{ConnectionID: "c8", Outcome: OutcomeRemained, OAuthTokenID: "t8"},
 	}
 	got := RestoreEntries(report)
-	want := []ConnectionSnapshot{{ConnectionID: "c1", OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}}, {ConnectionID: "c2", OAuthTokenID: "t2"}}
+	want := []ConnectionSnapshot{{ConnectionID: "c1", OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}},
+		{ConnectionID: "c2", OAuthTokenID: "t2"}, {ConnectionID: "c7", OAuthTokenID: "t7"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}

@@ -125,6 +125,9 @@ type ConnectionOutcome struct {
 	Attempts    int    `json:"attempts"`
 	FailureType string `json:"failure_type,omitempty"`
 	Message     string `json:"message,omitempty"`
+	// EarlierRequest is set on an already_absent entry whose 404 followed an earlier request of
+	// this teardown that got no final answer: that request may have removed the connection.
+	EarlierRequest bool `json:"earlier_request,omitempty"`
 	// The snapshot: what restoring the connection needs (no secret: the token ID is a reference).
 	OAuthTokenID string   `json:"oauth_token_id,omitempty"`
 	ProviderID   string   `json:"provider_id,omitempty"`
@@ -144,13 +147,21 @@ func (o ConnectionOutcome) WithSnapshot(s ConnectionSnapshot) ConnectionOutcome 
 }
 
 // Undoable reports whether a restore should re-create the entry's connection: the teardown
-// removed it (removed), or sent it a request whose answer it never had (failed, Interrupted),
-// and the entry has a snapshot.
+// removed it (removed), or sent it a request whose answer it never had (already_absent with
+// EarlierRequest, failed Interrupted), and the entry has a snapshot.
 func (o ConnectionOutcome) Undoable() bool {
 	if o.OAuthTokenID == "" {
 		return false
 	}
-	return o.Outcome == OutcomeRemoved || (o.Outcome == OutcomeFailed && o.FailureType == ErrInterrupted)
+	switch o.Outcome {
+	case OutcomeRemoved:
+		return true
+	case OutcomeAlreadyAbsent:
+		return o.EarlierRequest
+	case OutcomeFailed:
+		return o.FailureType == ErrInterrupted
+	}
+	return false
 }
 
 // RestoreEntries are the snapshots of the undoable entries (Undoable), in order: the input of a

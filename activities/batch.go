@@ -280,7 +280,8 @@ func (b *batch) process(it *batchItem) {
 	switch {
 	case res.Outcome != "":
 		b.finish(it, itemDone, func() {
-			it.done = ac.ConnectionOutcome{ConnectionID: it.id, Outcome: res.Outcome, Attempts: res.Requests}
+			it.done = ac.ConnectionOutcome{ConnectionID: it.id, Outcome: res.Outcome, Attempts: res.Requests,
+				EarlierRequest: res.AfterEarlierRequest}
 		})
 	case !errors.As(err, &e):
 		return // the context ended: stays pending; its requests are counted

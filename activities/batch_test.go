@@ -168,6 +168,7 @@ func TestRemoveConnections_MixedOutcomes(t *testing.T) {
 		attempts int
 		delay    time.Duration
 		inMsg    string
+		earlier  bool // EarlierRequest: the 404 followed a request of this teardown with no final answer
 	}
 	tests := []struct {
 		name      string
@@ -177,12 +178,12 @@ func TestRemoveConnections_MixedOutcomes(t *testing.T) {
 		{name: "missing_ok false", want: map[string]want{
 			"ok":         {list: "done", outcome: ac.OutcomeRemoved, attempts: 1},
 			"gone":       {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrNotFound, attempts: 1, inMsg: "not found"},
-			"gone-prior": {list: "done", outcome: ac.OutcomeAlreadyAbsent, attempts: 3},
+			"gone-prior": {list: "done", outcome: ac.OutcomeAlreadyAbsent, attempts: 3, earlier: true},
 			"invalid":    {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrValidation, attempts: 1, inMsg: "path.connection_id: bad id"},
 			"long":       {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrValidation, attempts: 1},
 			"down":       {list: "transient", errType: ac.ErrServerError, attempts: 3},
 			"down-after": {list: "transient", errType: ac.ErrServerError, attempts: 1, delay: 12 * time.Second},
-			"flaky":      {list: "done", outcome: ac.OutcomeAlreadyAbsent, attempts: 2},
+			"flaky":      {list: "done", outcome: ac.OutcomeAlreadyAbsent, attempts: 2, earlier: true},
 			"bad/id":     {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrInvalidRequest, attempts: 0},
 		}},
 		{name: "missing_ok true", missingOK: true, want: map[string]want{
@@ -226,6 +227,9 @@ func TestRemoveConnections_MixedOutcomes(t *testing.T) {
 					}
 					if o.Outcome != w.outcome {
 						t.Errorf("%s: got outcome %q, want %q (%+v)", id, o.Outcome, w.outcome, o)
+					}
+					if o.EarlierRequest != w.earlier {
+						t.Errorf("%s: got earlier_request %t, want %t", id, o.EarlierRequest, w.earlier)
 					}
 					gotType, gotMsg, gotAttempts = o.FailureType, o.Message, o.Attempts
 				case "transient":

@@ -34,7 +34,9 @@ package workflows
 //  8. each entry of a connection the teardown's own list showed (given connections are listed
 //     too) carries the snapshot that list gave, bounded as a teardown keeps it, through
 //     continue-as-new, paged states and report pages; other entries carry none, and a removed
-//     entry is a valid restore entry.
+//     entry is a valid restore entry;
+//  9. a connection a DELETE of the teardown removed (whether or not its 204 reached the client)
+//     is, when its entry has a snapshot and is not remained, an entry RestoreEntries restores.
 //
 // Run it:
 //
@@ -1459,6 +1461,12 @@ func (s *simRun) checkSchedule() {
 			}
 		default:
 			s.fail("invariant 3: %.40q has the unknown outcome %q", id, o.Outcome)
+		}
+		// Invariant 9: a restore from the report brings back every connection a DELETE of the
+		// teardown removed (the 204 reached the client or not).
+		if _, has := o.Snapshot(); has && o.Outcome != ac.OutcomeRemained && slices.ContainsFunc(byConn[id], func(d *simDelete) bool { return d.attempt != nil && d.applied }) {
+			s.check(o.Undoable(), "invariant 9: a DELETE of the teardown removed %.40q, but its entry (%s %s, earlier_request %t) is not one RestoreEntries restores (%s)",
+				id, o.Outcome, o.FailureType, o.EarlierRequest, simDescribe(byConn[id]))
 		}
 	}
 	if res.Verified {

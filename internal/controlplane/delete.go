@@ -44,6 +44,9 @@ type DeleteResult struct {
 	// Requests counts every request of this removal, PriorRequests included; it is set on
 	// failure too.
 	Requests int
+	// AfterEarlierRequest is set on an already_absent outcome whose 404 followed an earlier request
+	// of this removal that got no final answer: that request may have removed the connection.
+	AfterEarlierRequest bool
 }
 
 // Delete sends DELETE /v2/auth/agents/{agent_id}/connections/{connection_id} and maps the answer
@@ -89,7 +92,7 @@ func (c *Client) Delete(ctx context.Context, r DeleteRequest) (DeleteResult, err
 		// removed the connection.
 		earlier := res.Requests > 1 || r.MaybeSent
 		if r.MissingOK || earlier {
-			res.Outcome = ac.OutcomeAlreadyAbsent
+			res.Outcome, res.AfterEarlierRequest = ac.OutcomeAlreadyAbsent, earlier
 			logSuccess(logger, r.Quiet, "connection already absent", append(fields, "earlier_request", earlier)...)
 			return res, nil
 		}

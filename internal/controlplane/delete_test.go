@@ -142,7 +142,16 @@ func TestDelete_404AfterAnEarlierRequestIsAlreadyAbsent(t *testing.T) {
 			if res.Requests != tt.wantRequests {
 				t.Errorf("got requests %d, want %d", res.Requests, tt.wantRequests)
 			}
+			if !res.AfterEarlierRequest {
+				t.Error("got AfterEarlierRequest false, want true: the earlier request may have removed it")
+			}
 		})
+	}
+	// A 404 on the first request, with missing_ok, is absent before anyone removed it.
+	f := newFixture(t, status(404, `{"detail":"not found"}`))
+	res, err := f.remove(t, DeleteRequest{MissingOK: true})
+	if err != nil || res.Outcome != ac.OutcomeAlreadyAbsent || res.AfterEarlierRequest {
+		t.Errorf("got %+v, %v; want already_absent with AfterEarlierRequest false", res, err)
 	}
 }
 
