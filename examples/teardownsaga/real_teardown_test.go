@@ -109,17 +109,20 @@ func hasFailureType(err error, failureType string) bool {
 }
 
 // Cancelling the saga cancels its child teardown, which stops the one way a teardown stops and
-// reports what it removed; the saga then compensates and never deletes the deployment.
+// reports what it removed; the saga then compensates (restores what the teardown removed, then
+// re-enables the agent) and never deletes the deployment.
 func TestSaga_CancelledStopsTheRealTeardownThenCompensates(t *testing.T) {
 	ids := make([]string, 60)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("c%02d", i)
 	}
-	em := emulator.New(emulator.Options{APIKey: "k", Seed: map[string][]string{"a1": ids}})
+	// A key no connection's data contains: the client removes the key from every body it reads.
+	const key = "saga-test-key-0123456789"
+	em := emulator.New(emulator.Options{APIKey: key, Seed: map[string][]string{"a1": ids}})
 	srv := httptest.NewServer(em)
 	t.Cleanup(srv.Close)
 	t.Cleanup(em.Close)
-	cp, err := controlplane.New(controlplane.Config{BaseURL: srv.URL, Credentials: controlplane.StaticCredentials{APIKey: "k"}})
+	cp, err := controlplane.New(controlplane.Config{BaseURL: srv.URL, Credentials: controlplane.StaticCredentials{APIKey: key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,8 +136,10 @@ func TestSaga_CancelledStopsTheRealTeardownThenCompensates(t *testing.T) {
 	platform := teardownsaga.NewStandInPlatform("dep-1")
 	env.RegisterWorkflow(teardownsaga.AgentTeardownSaga)
 	env.RegisterWorkflowWithOptions(workflows.RemoveAgentConnectionsWorkflow, workflow.RegisterOptions{Name: ac.RemoveAgentConnectionsWorkflowType})
+	env.RegisterWorkflowWithOptions(workflows.RestoreAgentConnectionsWorkflow, workflow.RegisterOptions{Name: ac.RestoreAgentConnectionsWorkflowType})
 	env.RegisterActivity(acts)
 	platform.Register(env)
+	before := em.TokenConnections("a1")
 	// The first batch removes connections; the saga is cancelled while the second is in flight.
 	batches := 0
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
@@ -157,13 +162,29 @@ func TestSaga_CancelledStopsTheRealTeardownThenCompensates(t *testing.T) {
 	if err := canceled.Details(&res); err != nil {
 		t.Fatal(err)
 	}
-	if res.FailedStep != teardownsaga.StepRemoveConnections || res.ConnectionsRemoved == 0 || !slices.Contains(res.Compensated, teardownsaga.EnableAgentActivity) {
-		t.Errorf("got %+v, want stopped in the teardown with its removals reported and the agent re-enabled", res)
+	want := []string{teardownsaga.RestoreCompensation, teardownsaga.EnableAgentActivity}
+	if res.FailedStep != teardownsaga.StepRemoveConnections || res.ConnectionsRemoved == 0 || !slices.Equal(res.Compensated, want) {
+		t.Errorf("got %+v, want stopped in the teardown with its removals reported, restored, and the agent re-enabled", res)
+	}
+	// Restored: the removed ones, and those the stop interrupted (a DELETE in flight may have
+	// removed them); a connection the DELETE left is already present.
+	if res.ConnectionsRestored < res.ConnectionsRemoved || res.ConnectionsNotRestored != 0 || len(res.RestoredConnectionIDs) != res.ConnectionsRestored {
+		t.Errorf("got %d restored (%d IDs), %d not, of %d removed; want every removed one back", res.ConnectionsRestored, len(res.RestoredConnectionIDs), res.ConnectionsNotRestored, res.ConnectionsRemoved)
 	}
 	if !platform.DeploymentExists("dep-1") || !platform.AgentEnabled("a1") {
 		t.Error("got the deployment deleted or the agent disabled, want the irreversible step never run and the agent enabled again")
 	}
-	if left := len(em.Connections("a1")); left == 0 || batches != 2 {
-		t.Errorf("got %d connections left after %d batches, want the teardown stopped before removing them all", left, batches)
+	if batches != 2 {
+		t.Errorf("got %d batches, want the teardown stopped in its second", batches)
+	}
+	// Every connection the agent had is back: one per token.
+	per := em.ConnectionsPerToken("a1")
+	for _, c := range before {
+		if per[c.OAuthTokenID] != 1 {
+			t.Errorf("got %d connections for token %s, want 1", per[c.OAuthTokenID], c.OAuthTokenID)
+		}
+	}
+	if n := len(em.Connections("a1")); n != len(before) {
+		t.Errorf("got %d connections at the end, want the %d the agent had", n, len(before))
 	}
 }

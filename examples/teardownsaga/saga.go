@@ -46,6 +46,12 @@ const RestoreCompensation = ac.RestoreAgentConnectionsWorkflowType
 // nothing; every saga that gets there on this build records version 1 and restores.
 const RestoreChangeID = "restore-removed-connections"
 
+// RestoreAfterStoppedTeardownChangeID is the workflow.GetVersion change ID of the restore
+// compensation of a teardown that ended with an error (cancelled with the saga, or past the Nexus
+// variant's deadline) after removing some connections. A saga whose teardown stopped on a build
+// without it replays as DefaultVersion and restores nothing, as that build did.
+const RestoreAfterStoppedTeardownChangeID = "restore-after-stopped-teardown"
+
 // Steps of the saga, as SagaResult.FailedStep names them.
 const (
 	StepDisableAgent      = "disable_agent"
@@ -237,10 +243,20 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 	}
 
 	// Step 2. A missing agent (AgentNotFound), a cancelled or timed-out teardown ends the saga
-	// here, before the irreversible step; what a cancelled teardown removed is reported.
+	// here, before the irreversible step; what a cancelled teardown removed is reported and
+	// restored.
 	teardown, err := removeConnections(ctx, in, deadline)
 	res.ConnectionsRemoved, res.ConnectionsAlreadyAbsent = teardown.Removed, teardown.AlreadyAbsent
 	if err != nil {
+		// A teardown that stopped (cancelled with the saga, or past the Nexus variant's deadline)
+		// carries what it removed before it stopped: those come back too. Someone else's teardown
+		// of chosen connections is not the saga's to undo.
+		if mayHaveRemoved(teardown) && !teardown.ConnectionsGiven &&
+			workflow.GetVersion(ctx, RestoreAfterStoppedTeardownChangeID, workflow.DefaultVersion, 1) == 1 {
+			compensations = append(compensations, compensation{RestoreCompensation, func(ctx workflow.Context) error {
+				return restoreRemoved(ctx, in, teardown, &res)
+			}})
+		}
 		return fail(StepRemoveConnections, err)
 	}
 	res.TeardownFinished = true
@@ -269,6 +285,12 @@ func AgentTeardownSaga(ctx workflow.Context, in SagaInput) (SagaResult, error) {
 	}
 	res.DeploymentDeleted = true
 	return res, nil
+}
+
+// mayHaveRemoved reports whether a teardown's (partial) result says it removed, or may have
+// removed, any connection.
+func mayHaveRemoved(r ac.RemoveAgentConnectionsResult) bool {
+	return r.Removed > 0 || slices.ContainsFunc(r.Connections, ac.ConnectionOutcome.Undoable)
 }
 
 // completeTeardown fails when the teardown left any connection not removed or already absent, or
@@ -382,12 +404,30 @@ func restoreRemoved(ctx workflow.Context, in SagaInput, teardown ac.RemoveAgentC
 	if len(entries) > 0 {
 		var err error
 		if r, err = restoreConnections(ctx, in, ac.RestoreAgentConnectionsInput{AgentID: in.AgentID, Connections: entries}); err != nil {
-			res.ConnectionsNotRestored = len(entries) + missing
+			// A restore cancelled while it ran carries what it restored until then.
+			var canceled *temporal.CanceledError
+			if errors.As(err, &canceled) && canceled.HasDetails() {
+				r = ac.RestoreAgentConnectionsResult{}
+				_ = canceled.Details(&r)
+			}
+			recordRestored(r, res)
+			res.ConnectionsNotRestored = len(entries) - res.ConnectionsRestored + missing
 			return err
 		}
 	}
-	res.ConnectionsRestored = r.Restored + r.AlreadyPresent
+	recordRestored(r, res)
 	res.ConnectionsNotRestored = r.Failed + r.Skipped + missing
+	if res.ConnectionsNotRestored > 0 {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"%d connections of agent %s not restored (%d failed, %d skipped by the restore; %d removed but not in the teardown's result with a snapshot: see its report query)",
+			res.ConnectionsNotRestored, in.AgentID, r.Failed, r.Skipped, missing), ErrConnectionsNotRestored, nil)
+	}
+	return nil
+}
+
+// recordRestored puts in res how many of the restore's entries are back, and their new IDs.
+func recordRestored(r ac.RestoreAgentConnectionsResult, res *SagaResult) {
+	res.ConnectionsRestored = r.Restored + r.AlreadyPresent
 	for _, o := range r.Connections {
 		if o.NewConnectionID != "" && len(res.RestoredConnectionIDs) < MaxRestoredConnectionIDs {
 			if res.RestoredConnectionIDs == nil {
@@ -396,12 +436,6 @@ func restoreRemoved(ctx workflow.Context, in SagaInput, teardown ac.RemoveAgentC
 			res.RestoredConnectionIDs[o.ConnectionID] = o.NewConnectionID
 		}
 	}
-	if res.ConnectionsNotRestored > 0 {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-			"%d connections of agent %s not restored (%d failed, %d skipped by the restore; %d removed but not in the teardown's result with a snapshot: see its report query)",
-			res.ConnectionsNotRestored, in.AgentID, r.Failed, r.Skipped, missing), ErrConnectionsNotRestored, nil)
-	}
-	return nil
 }
 
 // restoreConnections runs the restore as a child workflow under the contract's workflow ID, or,

@@ -29,8 +29,10 @@ type fakeTeardown struct {
 	mu     sync.Mutex
 	result ac.RemoveAgentConnectionsResult
 	delay  time.Duration // on the test environment's clock
-	inputs []ac.RemoveAgentConnectionsInput
-	ids    []string // workflow IDs it ran under
+	// stopped makes it end Canceled with result as the details, as a cancelled teardown does.
+	stopped bool
+	inputs  []ac.RemoveAgentConnectionsInput
+	ids     []string // workflow IDs it ran under
 }
 
 func (f *fakeTeardown) run(ctx workflow.Context, in ac.RemoveAgentConnectionsInput) (ac.RemoveAgentConnectionsResult, error) {
@@ -44,6 +46,10 @@ func (f *fakeTeardown) run(ctx workflow.Context, in ac.RemoveAgentConnectionsInp
 			return ac.RemoveAgentConnectionsResult{}, err
 		}
 	}
+	if f.stopped {
+		res.Cancelled = true
+		return res, temporal.NewCanceledError(res)
+	}
 	return res, nil
 }
 
@@ -52,8 +58,11 @@ func (f *fakeTeardown) run(ctx workflow.Context, in ac.RemoveAgentConnectionsInp
 type fakeRestore struct {
 	mu     sync.Mutex
 	failed map[string]bool // oauth_token_id -> fails (a revoked token)
-	inputs []ac.RestoreAgentConnectionsInput
-	ids    []string
+	// stopAfter, when above 0, makes it end Canceled after that many entries, with the partial
+	// result as the details, as a restore cancelled while it runs does.
+	stopAfter int
+	inputs    []ac.RestoreAgentConnectionsInput
+	ids       []string
 }
 
 func (f *fakeRestore) run(ctx workflow.Context, in ac.RestoreAgentConnectionsInput) (ac.RestoreAgentConnectionsResult, error) {
@@ -62,7 +71,12 @@ func (f *fakeRestore) run(ctx workflow.Context, in ac.RestoreAgentConnectionsInp
 	f.inputs = append(f.inputs, in)
 	f.ids = append(f.ids, workflow.GetInfo(ctx).WorkflowExecution.ID)
 	res := ac.RestoreAgentConnectionsResult{AgentID: in.AgentID, Total: len(in.Connections), Runs: 1, ReportPages: 1}
-	for _, e := range in.Connections {
+	for i, e := range in.Connections {
+		if f.stopAfter > 0 && i == f.stopAfter {
+			res.Skipped = len(in.Connections) - i
+			res.Cancelled = true
+			return res, temporal.NewCanceledError(res)
+		}
 		o := ac.RestoreOutcome{ConnectionID: e.ConnectionID, OAuthTokenID: e.OAuthTokenID, Outcome: ac.OutcomeRestored, NewConnectionID: "new-" + e.ConnectionID, Attempts: 1}
 		if f.failed[e.OAuthTokenID] {
 			o = ac.RestoreOutcome{ConnectionID: e.ConnectionID, OAuthTokenID: e.OAuthTokenID, Outcome: ac.OutcomeFailed, Attempts: 1, FailureType: ac.ErrValidation, Message: "revoked"}
@@ -361,5 +375,80 @@ func TestSaga_BeforeTheRestoreVersion_RestoresNothing(t *testing.T) {
 	}
 	if !strings.Contains(appErr.Error(), "2 connections removed stay removed") {
 		t.Errorf("message: got %q, want it to say the removals stand", appErr.Error())
+	}
+}
+
+// A teardown that stopped with an error (here Canceled, as a teardown cancelled under the saga or
+// past the Nexus deadline ends) carries what it removed before it stopped: the saga fails at the
+// teardown and restores those, then re-enables the agent. Before
+// RestoreAfterStoppedTeardownChangeID it only re-enabled the agent.
+func TestSaga_TeardownStopped_RestoresWhatItRemoved(t *testing.T) {
+	partial := ac.RemoveAgentConnectionsResult{AgentID: "a1", Total: 4, Removed: 1, AlreadyAbsent: 1, Failed: 1, Skipped: 1, Connections: []ac.ConnectionOutcome{
+		{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1, OAuthTokenID: "tok-c1"},
+		{ConnectionID: "c2", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 2, EarlierRequest: true, OAuthTokenID: "tok-c2"},
+		{ConnectionID: "c3", Outcome: ac.OutcomeFailed, FailureType: ac.ErrInterrupted, Attempts: 1, OAuthTokenID: "tok-c3"},
+		{ConnectionID: "c4", Outcome: ac.OutcomeSkipped, OAuthTokenID: "tok-c4"},
+	}}
+	for _, tt := range []struct {
+		name    string
+		version workflow.Version
+		given   bool
+		want    []string // compensations run
+		restore []string // connection IDs given to the restore
+	}{
+		{"restores", 1, false, []string{teardownsaga.RestoreCompensation, teardownsaga.EnableAgentActivity}, []string{"c1", "c2", "c3"}},
+		{"before the change", workflow.DefaultVersion, false, []string{teardownsaga.EnableAgentActivity}, nil},
+		{"someone else's teardown of chosen connections", 1, true, []string{teardownsaga.EnableAgentActivity}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			result := partial
+			result.ConnectionsGiven = tt.given
+			r := newSagaRun(t, &fakeTeardown{result: result, stopped: true})
+			r.env.OnGetVersion(teardownsaga.RestoreAfterStoppedTeardownChangeID, workflow.DefaultVersion, 1).Return(tt.version)
+			r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+
+			_, res := r.failure(t)
+			if res.FailedStep != teardownsaga.StepRemoveConnections || res.TeardownFinished || res.ConnectionsRemoved != 1 || res.DeploymentDeleted {
+				t.Errorf("got %+v, want failed at remove_connections with 1 removal reported and the deployment kept", res)
+			}
+			if !slices.Equal(res.Compensated, tt.want) || len(res.CompensationFailures) != 0 {
+				t.Errorf("compensated: got %q (failures %q), want %q", res.Compensated, res.CompensationFailures, tt.want)
+			}
+			var restored []string
+			for _, in := range r.restore.inputs {
+				for _, e := range in.Connections {
+					restored = append(restored, e.ConnectionID)
+				}
+			}
+			if !slices.Equal(restored, tt.restore) {
+				t.Errorf("restore entries: got %q, want %q", restored, tt.restore)
+			}
+			if len(tt.restore) > 0 && (res.ConnectionsRestored != 3 || res.RestoredConnectionIDs["c2"] != "new-c2") {
+				t.Errorf("got %d restored %v, want c1, c2 and c3 back", res.ConnectionsRestored, res.RestoredConnectionIDs)
+			}
+			if !r.platform.AgentEnabled("a1") || !r.platform.DeploymentExists("dep-1") {
+				t.Error("got the agent disabled or the deployment gone, want it enabled again and the deployment kept")
+			}
+		})
+	}
+}
+
+// A restore cancelled while it runs ends Canceled with its partial result: the saga still counts
+// what came back, with the new IDs, and what did not.
+func TestSaga_RestoreCancelled_KeepsWhatCameBack(t *testing.T) {
+	r := newSagaRun(t, &fakeTeardown{result: removedAll("a1")})
+	r.restore.stopAfter = 1
+	r.platform.FailDeleteDeployment(errors.New("deployment is locked"))
+	r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+
+	_, res := r.failure(t)
+	if res.ConnectionsRestored != 1 || res.ConnectionsNotRestored != 1 || !reflect.DeepEqual(res.RestoredConnectionIDs, map[string]string{"c1": "new-c1"}) {
+		t.Errorf("got %d restored (%v), %d not; want c1 back and c3 not", res.ConnectionsRestored, res.RestoredConnectionIDs, res.ConnectionsNotRestored)
+	}
+	if len(res.CompensationFailures) != 1 || !strings.HasPrefix(res.CompensationFailures[0], teardownsaga.RestoreCompensation+": ") {
+		t.Errorf("compensation failures: got %q, want the restore's", res.CompensationFailures)
+	}
+	if !slices.Equal(res.Compensated, []string{teardownsaga.EnableAgentActivity}) || !r.platform.AgentEnabled("a1") {
+		t.Errorf("compensated: got %q, want EnableAgent run all the same", res.Compensated)
 	}
 }
