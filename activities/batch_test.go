@@ -424,7 +424,7 @@ func TestRemoveConnections_ResumesFromHeartbeat(t *testing.T) {
 	want := []ac.ConnectionOutcome{
 		{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1},
 		// 1 from an earlier round, 1 from the crashed attempt, 1 now: the 404 follows earlier requests.
-		{ConnectionID: "c2", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 3},
+		{ConnectionID: "c2", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 3, EarlierRequest: true},
 	}
 	got := res.Done
 	if len(got) != 3 || !reflect.DeepEqual(got[:2], want) {
@@ -555,7 +555,7 @@ func TestRemoveConnections_ResumesFromLastHeartbeat(t *testing.T) {
 		{ConnectionID: "c1", Outcome: ac.OutcomeRemoved, Attempts: 1},
 		{ConnectionID: "c2", Outcome: ac.OutcomeRemoved, Attempts: 1},
 		// Its DELETE was in flight when the attempt stopped: the 404 follows an earlier request.
-		{ConnectionID: "c3", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 2},
+		{ConnectionID: "c3", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 2, EarlierRequest: true},
 		{ConnectionID: "c4", Outcome: ac.OutcomeFailed, Attempts: 1, FailureType: ac.ErrNotFound},
 		{ConnectionID: "c5", Outcome: ac.OutcomeFailed, Attempts: 1, FailureType: ac.ErrNotFound},
 	}

@@ -87,7 +87,10 @@ type restoreBatch struct {
 	refused     bool
 	rateLimited bool
 	retryAfter  time.Duration
-	hbMu        sync.Mutex
+	// tooLate is set once a POST was not sent because the attempt's deadline is nearer than the
+	// request timeout: the batch starts nothing more and returns what it has.
+	tooLate bool
+	hbMu    sync.Mutex
 }
 
 // RestoreConnections re-creates a batch of one agent's connections from their OAuth tokens, with
@@ -185,7 +188,7 @@ func (b *restoreBatch) listPresent() error {
 func (b *restoreBatch) work() {
 	for {
 		b.mu.Lock()
-		if b.rateLimited || b.refused || b.ctx.Err() != nil || b.next >= len(b.queue) {
+		if b.rateLimited || b.refused || b.tooLate || b.ctx.Err() != nil || b.next >= len(b.queue) {
 			b.mu.Unlock()
 			return
 		}
@@ -222,6 +225,12 @@ func (b *restoreBatch) process(it *restoreItem) {
 	switch {
 	case err == nil:
 		b.finish(it, ac.RestoreOutcome{Outcome: res.Outcome, NewConnectionID: res.ConnectionID, Attempts: prior + res.Requests})
+	case errors.Is(err, controlplane.ErrTooLateToSend):
+		// A POST sent now could still be in flight when Temporal retries this attempt past its
+		// deadline, and the retry's list would miss what it creates: stays pending, not sent.
+		b.mu.Lock()
+		b.tooLate = true
+		b.mu.Unlock()
 	case !errors.As(err, &e):
 		return // the context ended: stays pending
 	case e.Retryable:
@@ -288,6 +297,9 @@ func (b *restoreBatch) result() RestoreConnectionsResult {
 		default:
 			t := RestoreTransient{OAuthTokenID: it.entry.OAuthTokenID, FailureType: ac.ErrUnavailable, Attempts: it.attempts(),
 				Message: "not sent: the batch stopped before it", NotSent: it.sent == 0, Unknown: it.sent > 0}
+			if b.tooLate && it.sent == 0 {
+				t.Message = "not sent: the batch's deadline was nearer than the request timeout"
+			}
 			switch {
 			case b.refused:
 				t.FailureType, t.Message = ac.ErrUnauthorized, "not sent: the control plane refused the key (401/403) in this batch"

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/emulator"
@@ -96,6 +97,28 @@ func TestRestoreConnections_LostAnswerThenNextRoundTakesTheConnection(t *testing
 	}
 	if em.Stats().Requests != posts+1 {
 		t.Errorf("got %d requests in the second round, want one list and no POST", em.Stats().Requests-posts)
+	}
+}
+
+// A batch whose attempt ends sooner than one request timeout sends no POST: Temporal could retry
+// the attempt while that POST is still in flight, and the retry's list would miss its connection.
+// The entries come back not sent, for a later round. (The test environment gives an activity 10
+// minutes; a request timeout of 11 leaves no room.)
+func TestRestoreConnections_NoPostThatCouldOutliveTheAttempt(t *testing.T) {
+	em := emulator.New(emulator.Options{APIKey: testKey, TenantID: testTenant, Seed: map[string][]string{"a1": nil}})
+	t.Cleanup(em.Close)
+	f := newFixture(t, em.ServeHTTP, func(c *fixtureConfig) { c.RequestTimeout = 11 * time.Minute })
+	res, err := f.restore(t, RestoreConnectionsInput{Items: restoreItems("t1", "t2", "t3"), Parallelism: 2})
+	if err != nil || len(res.Done) != 0 || len(res.Transient) != 3 {
+		t.Fatalf("got (%+v, %v), want all three transient", res, err)
+	}
+	for _, tf := range res.Transient {
+		if !tf.NotSent || tf.Unknown || tf.Attempts != 0 || !strings.Contains(tf.Message, "deadline") {
+			t.Errorf("got %+v, want not sent, naming the deadline", tf)
+		}
+	}
+	if n := len(em.TokenConnections("a1")); n != 0 {
+		t.Errorf("got %d connections created, want none", n)
 	}
 }
 

@@ -45,6 +45,7 @@ const (
 // Defaults of the worker's configuration.
 const (
 	defaultRequestTimeout          = controlplane.DefaultRequestTimeout
+	maxRequestTimeout              = 5 * time.Minute
 	defaultHTTPAddress             = "127.0.0.1:9090"
 	defaultStopTimeout             = 30 * time.Second
 	defaultMaxConcurrentActivities = 100
@@ -204,6 +205,12 @@ func loadControlPlane(get func(string) string, cfg *config) error {
 	addNotes(cfg, notes...)
 	cfg.ControlPlaneURL = u
 	cfg.RequestTimeout, err = duration(envRequestTimeout, get(envRequestTimeout), defaultRequestTimeout, false)
+	if err == nil && cfg.RequestTimeout > maxRequestTimeout {
+		// A restore batch sends no POST that could outlive its 15-minute attempt: past this, a
+		// long batch would stop sending early, and past 15 minutes it would send nothing.
+		err = fmt.Errorf("%s: %s is over the maximum of %s (one request must end well within an activity's timeout)",
+			envRequestTimeout, cfg.RequestTimeout, maxRequestTimeout)
+	}
 	return err
 }
 

@@ -231,6 +231,8 @@ func TestLoadConfig_Malformed(t *testing.T) {
 			`LANGSMITH_REQUEST_TIMEOUT: "abc" is not a Go duration such as 30s`},
 		{"request timeout without unit", withKey("LANGSMITH_REQUEST_TIMEOUT=30"), nil,
 			`LANGSMITH_REQUEST_TIMEOUT: "30" is not a Go duration such as 30s`},
+		{"request timeout over the maximum", withKey("LANGSMITH_REQUEST_TIMEOUT=5m1s"), nil,
+			`LANGSMITH_REQUEST_TIMEOUT: 5m1s is over the maximum of 5m0s`},
 		{"request timeout zero", withKey("LANGSMITH_REQUEST_TIMEOUT=0s"), nil,
 			`LANGSMITH_REQUEST_TIMEOUT: "0s" must be greater than zero`},
 		{"request timeout negative", withKey("LANGSMITH_REQUEST_TIMEOUT=-5s"), nil,

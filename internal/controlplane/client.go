@@ -109,6 +109,7 @@ type Client struct {
 	creds         CredentialSource
 	userAgent     string
 	maxRetryAfter time.Duration
+	timeout       time.Duration // RequestTimeout
 	pacer         *pacer
 	metrics       Metrics
 	onRateLimited func(time.Duration)
@@ -152,6 +153,7 @@ func New(cfg Config) (*Client, error) {
 		creds:         cfg.Credentials,
 		userAgent:     cfg.UserAgent,
 		maxRetryAfter: cfg.MaxRetryAfter,
+		timeout:       cfg.RequestTimeout,
 		pacer:         p,
 		metrics:       cfg.Metrics,
 		onRateLimited: cfg.OnRateLimited,
@@ -202,6 +204,12 @@ func (c *Client) connectionURL(agentID, connectionID string) string {
 // errNoCredentials marks a credential source that failed; it is not retried.
 var errNoCredentials = errors.New("no control plane credentials")
 
+// ErrTooLateToSend is the error of a detached POST that was not sent because the call's deadline
+// is nearer than the request timeout. Sent, it could outlive the call: a Temporal attempt that
+// timed out would be retried while its POST is still in flight, and the retry's check for the
+// token would miss the connection that POST is creating.
+var ErrTooLateToSend = errors.New("not sent: the call's deadline is nearer than the request timeout")
+
 // send builds one request with the credential headers and runs it through the retrying client.
 // info names the route and IDs for the metrics and spans of its requests.
 func (c *Client) send(ctx context.Context, tracker *requestTracker, method, target string, info *requestInfo) (*http.Response, error) {
@@ -250,6 +258,9 @@ func (c *Client) sendBody(ctx context.Context, tracker *requestTracker, method, 
 	if info.detach {
 		if err := ctx.Err(); err != nil {
 			return nil, err // ended while it waited: nothing was sent
+		}
+		if deadline, ok := ctx.Deadline(); ok && info.endByDeadline && time.Until(deadline) < c.timeout {
+			return nil, ErrTooLateToSend
 		}
 		info.stop = ctx
 		req = req.WithContext(context.WithoutCancel(reqCtx))

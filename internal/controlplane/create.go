@@ -34,7 +34,9 @@ type CreateRequest struct {
 	MaybeSent bool
 	// OnSent runs as each POST leaves, with the number this call has sent so far.
 	OnSent func(sent int)
-	// Detach lets a POST that has left finish after ctx ends, so its outcome is known.
+	// Detach lets a POST that has left finish after ctx ends, so its outcome is known. A detached
+	// POST is not sent when ctx's deadline is nearer than the request timeout: Create then
+	// returns ErrTooLateToSend, with nothing sent.
 	Detach bool
 	// Logger receives this call's lines (IDs, never a credential); nil logs nothing.
 	Logger Logger
@@ -144,7 +146,7 @@ func (c *Client) post(ctx context.Context, r CreateRequest, res *CreateResult, l
 	}
 	tracker := &requestTracker{onSent: r.OnSent}
 	start := time.Now()
-	info := &requestInfo{route: RouteConnections, agentID: r.AgentID, detach: r.Detach}
+	info := &requestInfo{route: RouteConnections, agentID: r.AgentID, detach: r.Detach, endByDeadline: r.Detach}
 	resp, err := c.sendBody(context.WithValue(ctx, notRepeatableKey{}, true), tracker, http.MethodPost, c.connectionsURL(r.AgentID), info, body)
 	prior := res.Requests
 	res.Requests = prior + tracker.total()

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -281,5 +282,33 @@ func TestConnections_CarryTokenProviderAndScopes(t *testing.T) {
 	want := []Connection{{ID: "c1", OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo", "user"}}, {ID: "c2", Scopes: []string{""}}}
 	if fmt.Sprint(conns) != fmt.Sprint(want) {
 		t.Errorf("got %+v, want %+v: odd fields are left empty, the IDs still listed", conns, want)
+	}
+}
+
+// A detached POST whose call ends sooner than the request timeout is not sent: it could still be
+// in flight when a retry of the call lists the agent for its token. Without Detach, or with room
+// for a whole request, it is sent.
+func TestCreate_DetachedPostIsNotSentCloseToTheDeadline(t *testing.T) {
+	p := &fakePlane{}
+	f := newFixture(t, p.handler) // a 2 s request timeout
+	r := CreateRequest{AgentID: "agent-1", OAuthTokenID: "tok-1", Logger: f.logs, Detach: true}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	res, err := f.client.Create(ctx, r)
+	if !errors.Is(err, ErrTooLateToSend) || res.Requests != 0 || res.Unknown || p.postCount() != 0 {
+		t.Fatalf("got (%+v, %v) after %d POSTs, want ErrTooLateToSend with nothing sent", res, err, p.postCount())
+	}
+
+	r.Detach = false
+	if _, err := f.client.Create(ctx, r); err != nil || p.postCount() != 1 {
+		t.Fatalf("got %v after %d POSTs, want an attached POST sent", err, p.postCount())
+	}
+
+	roomy, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel2()
+	r.Detach, r.OAuthTokenID = true, "tok-2"
+	if _, err := f.client.Create(roomy, r); err != nil || p.postCount() != 2 {
+		t.Fatalf("got %v after %d POSTs, want a detached POST sent with a whole request timeout left", err, p.postCount())
 	}
 }

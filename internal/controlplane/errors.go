@@ -41,6 +41,10 @@ func unanswered(ctx context.Context, err error, requests int, logger Logger, cal
 		logger.Info(call+" stopped: context done", append(fields, "error", ctxErr.Error())...)
 		return ctxErr
 	}
+	if errors.Is(err, ErrTooLateToSend) {
+		logger.Info(call+" not sent: the call's deadline is near", fields...)
+		return err
+	}
 	e := &Error{Requests: requests}
 	var paused *pausedError
 	switch {

@@ -74,6 +74,10 @@ type requestInfo struct {
 	// detach lets a request that has left finish when the call's context ends (see
 	// DeleteRequest.Detach); the pacer wait before it still ends with the context.
 	detach bool
+	// endByDeadline keeps a detached request from starting when it could outlive the call's
+	// deadline (ErrTooLateToSend): set for a POST, which must not be in flight when a retry of
+	// the call checks for what it created.
+	endByDeadline bool
 	// stop is the call's own context when detach is set: the request in flight runs on without
 	// it, but once it is done no in-process retry starts and no pacer wait goes on.
 	stop context.Context
