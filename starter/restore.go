@@ -223,7 +223,29 @@ func teardownRestoreInput(data []byte) (ac.RestoreAgentConnectionsInput, error) 
 		return ac.RestoreAgentConnectionsInput{}, fmt.Errorf("the teardown's result holds %d of its %d entries (report_truncated): save the output of starter --all -o json, which holds them all",
 			len(r.Connections), r.Total)
 	}
+	// A removed entry without a snapshot (a teardown on a worker older than snapshots, or one given
+	// an ID the agent did not list) cannot be restored from here: say so rather than restore the
+	// rest and report success.
+	var bare []string
+	for _, o := range r.Connections {
+		if _, has := o.Snapshot(); !has && o.Outcome == ac.OutcomeRemoved {
+			bare = append(bare, o.ConnectionID)
+		}
+	}
+	if len(bare) > 0 {
+		return ac.RestoreAgentConnectionsInput{}, fmt.Errorf("%d removed %s no snapshot (oauth_token_id), so the result cannot restore %s (%s): "+
+			"give a restore input ({\"agent_id\",\"connections\":[{\"connection_id\",\"oauth_token_id\"}]}) instead",
+			len(bare), plural(len(bare), "entry has", "entries have"), plural(len(bare), "it", "them"), listSome(bare, 3))
+	}
 	return ac.RestoreAgentConnectionsInput{AgentID: r.AgentID, Connections: ac.RestoreEntries(r.Connections)}, nil
+}
+
+// listSome is the first n of ids, comma-separated, with how many more there are.
+func listSome(ids []string, n int) string {
+	if len(ids) <= n {
+		return strings.Join(ids, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(ids[:n], ", "), len(ids)-n)
 }
 
 // readAtMost reads all of file ("-": stdin), up to maxRestoreFileBytes.

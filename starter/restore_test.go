@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -89,6 +90,14 @@ func TestRunRestore_UsageErrors(t *testing.T) {
 func TestRunRestore_BadInputIsExit2WithOneLine(t *testing.T) {
 	truncated := savedTeardown("a1")
 	truncated.ReportTruncated, truncated.ReportPages, truncated.Connections = true, 2, truncated.Connections[:3]
+	bare := savedTeardown("a1")
+	bareIDs := []string{}
+	for i, o := range bare.Connections {
+		if o.Outcome == ac.OutcomeRemoved && len(bareIDs) < 4 {
+			bare.Connections[i].OAuthTokenID = ""
+			bareIDs = append(bareIDs, o.ConnectionID)
+		}
+	}
 	tests := []struct {
 		name, content, want string
 	}{
@@ -101,6 +110,8 @@ func TestRunRestore_BadInputIsExit2WithOneLine(t *testing.T) {
 			"a restore's result, not a teardown's: give the teardown's result (starter --all -o json); nothing started"},
 		{"a cut report", mustJSON(t, truncated),
 			"the teardown's result holds 3 of its 7 entries (report_truncated): save the output of starter --all -o json, which holds them all; nothing started"},
+		{"removed entries without a snapshot", mustJSON(t, bare),
+			fmt.Sprintf("%d removed entries have no snapshot (oauth_token_id), so the result cannot restore them (%s, %s, %s and 1 more)", len(bareIDs), bareIDs[0], bareIDs[1], bareIDs[2])},
 		{"neither", `{"agent_id":"a1"}`, `neither a teardown's result nor a restore input: it has no "connections"; nothing started`},
 		{"an invalid token", `{"agent_id":"a1","connections":[{"connection_id":"c1","oauth_token_id":"t/1"}]}`,
 			`invalid id: connections[0].oauth_token_id "t/1" contains '/' at byte 1; nothing started`},
