@@ -1,6 +1,8 @@
 package agentconnections
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 )
@@ -14,7 +16,28 @@ const (
 	// RestoreConnectionsActivityType re-creates a batch of one agent's connections (POST), with
 	// bounded parallelism, never two for one oauth_token_id.
 	RestoreConnectionsActivityType = "RestoreConnections"
+	// InputDigestQuery returns the running restore's RestoreInputDigest, so that a caller that
+	// attached to a restore already running under the agent's ID can tell whether it restores the
+	// same tokens.
+	InputDigestQuery = "input_digest"
 )
+
+// RestoreInputDigest identifies the tokens a restore of entries re-creates: the SHA-256, in hex,
+// of its distinct OAuth token IDs, sorted, each followed by a NUL byte. Two inputs with the same
+// tokens have the same digest, in any order and with any duplicates.
+func RestoreInputDigest(entries []ConnectionSnapshot) string {
+	tokens := make([]string, 0, len(entries))
+	for _, e := range entries {
+		tokens = append(tokens, e.OAuthTokenID)
+	}
+	slices.Sort(tokens)
+	h := sha256.New()
+	for _, t := range slices.Compact(tokens) {
+		h.Write([]byte(t))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 // RestoreAgentConnectionsWorkflowID is the workflow ID of the restore of one agent: one restore
 // per agent runs at a time.
@@ -189,6 +212,8 @@ type RestoreAgentConnectionsResult struct {
 	Cancelled      bool   `json:"cancelled,omitempty"`
 	StopReason     string `json:"stop_reason,omitempty"`
 	Runs           int    `json:"runs"`
+	// InputDigest is RestoreInputDigest of the restore's input (empty from workers older than it).
+	InputDigest string `json:"input_digest,omitempty"`
 	// Connections has one entry per distinct token, sorted by ConnectionID, as many as fit in
 	// MaxReportBytes.
 	Connections     []RestoreOutcome `json:"connections"`

@@ -136,3 +136,23 @@ func TestRestoreEntries_FromATeardownsReport(t *testing.T) {
 		t.Errorf("got %+v (validate: %v), want the teardown's result read as a restore input of c1", in, err)
 	}
 }
+
+// The digest names the distinct tokens: order, duplicates and connection IDs do not change it;
+// another token does.
+func TestRestoreInputDigest(t *testing.T) {
+	a := RestoreInputDigest([]ConnectionSnapshot{{ConnectionID: "c1", OAuthTokenID: "t1"}, {ConnectionID: "c2", OAuthTokenID: "t2"}})
+	b := RestoreInputDigest([]ConnectionSnapshot{{ConnectionID: "x", OAuthTokenID: "t2"}, {OAuthTokenID: "t1"}, {OAuthTokenID: "t1"}})
+	if a != b || len(a) != 64 {
+		t.Errorf("got %q and %q, want one 64-digit digest", a, b)
+	}
+	for _, other := range [][]ConnectionSnapshot{
+		{{OAuthTokenID: "t1"}},
+		{{OAuthTokenID: "t1"}, {OAuthTokenID: "t2"}, {OAuthTokenID: "t3"}},
+		{{OAuthTokenID: "t1t2"}},
+		{{OAuthTokenID: "t"}, {OAuthTokenID: "1t2"}},
+	} {
+		if RestoreInputDigest(other) == a {
+			t.Errorf("%+v has the digest of t1, t2", other)
+		}
+	}
+}

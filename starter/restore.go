@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -78,9 +79,41 @@ func runRestoreCommand(ctx context.Context, args []string, env environ.Env, con 
 	if !ok {
 		return code
 	}
+	if code, ok := sameRestore(ctx, c, wr, in, con.stderr); !ok {
+		return code
+	}
 	return waitOrPrint(ctx, wr, ra.opts, con.stdout, con.stderr, func(waitCtx context.Context) int {
 		return followRestore(ctx, waitCtx, c, wr, ra.opts, con.stdout, con.stderr)
 	})
+}
+
+// sameRestoreCheckTimeout bounds the query that compares a running restore's tokens with the
+// input's (it waits for a worker to answer).
+const sameRestoreCheckTimeout = 10 * time.Second
+
+// sameRestore checks that the restore under the agent's workflow ID (the one just started, or one
+// already running that the start followed) re-creates the tokens of in: following a restore of
+// other tokens would report its result as this input's. A restore that cannot say (a worker older
+// than InputDigestQuery, or none answering in time) is followed, with a warning.
+func sameRestore(ctx context.Context, c client.Client, wr client.WorkflowRun, in ac.RestoreAgentConnectionsInput, stderr io.Writer) (int, bool) {
+	qctx, cancel := context.WithTimeout(ctx, sameRestoreCheckTimeout)
+	defer cancel()
+	var digest string
+	v, err := c.QueryWorkflow(qctx, wr.GetID(), wr.GetRunID(), ac.InputDigestQuery)
+	if err == nil {
+		err = v.Get(&digest)
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return interruptedf(ctx, stderr, "interrupted while checking restore %s (run %s); it goes on: run the same command to follow it", wr.GetID(), wr.GetRunID()), false
+	case err != nil:
+		_, _ = fmt.Fprintf(stderr, "starter: could not check that restore %s (run %s) restores these entries (%v); following it\n", wr.GetID(), wr.GetRunID(), err)
+		return 0, true
+	case digest != ac.RestoreInputDigest(in.Connections):
+		return failf(stderr, exitStarter, "a restore of agent %s with other entries is already running as %s (run %s): wait for it to end or cancel it, then run this again; nothing started",
+			in.AgentID, wr.GetID(), wr.GetRunID()), false
+	}
+	return 0, true
 }
 
 // restoreSource names the input in messages.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -361,6 +362,32 @@ func TestRunRestore_AgainstDevServer(t *testing.T) {
 			t.Errorf("got exit %d, stdout %q, stderr %q; want 2 after the question", r.code, r.stdout, r.stderr)
 		}
 		notStarted(t, "a-asked")
+	})
+
+	t.Run("a restore of other tokens already running is not followed", func(t *testing.T) {
+		emu.Seed("a-busy")
+		// The running restore's POST is held, so it is still running when the second starter comes.
+		emu.InjectNext(emulator.Fault{Delay: 5 * time.Second, Method: http.MethodPost, AgentID: "a-busy"})
+		first := writeFile(t, "busy1.json", `{"agent_id":"a-busy","connections":[{"connection_id":"b1","oauth_token_id":"tok-b1"}]}`)
+		other := writeFile(t, "busy2.json", `{"agent_id":"a-busy","connections":[{"connection_id":"b2","oauth_token_id":"tok-b2"}]}`)
+		if r := starter(t, "", first, "--wait=false"); r.code != 0 {
+			t.Fatalf("first restore: got exit %d, stderr %q; want it started", r.code, r.stderr)
+		}
+		r := starter(t, "", other, "-o", "json")
+		if r.code != 2 || r.stdout != "" || !strings.HasPrefix(r.stderr, "starter: a restore of agent a-busy with other entries is already running as restore-agent-connections/a-busy (run ") {
+			t.Errorf("other tokens: got exit %d, stdout %q, stderr %q; want 2 naming the running restore", r.code, r.stdout, r.stderr)
+		}
+		// The same tokens (in another order, with a duplicate) follow it to its end.
+		same := writeFile(t, "busy3.json", `{"agent_id":"a-busy","connections":[{"connection_id":"x","oauth_token_id":"tok-b1"},{"connection_id":"b1","oauth_token_id":"tok-b1"}]}`)
+		r = starter(t, "", same, "-o", "json")
+		var got ac.RestoreAgentConnectionsResult
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 || got.Restored != 1 ||
+			got.InputDigest != ac.RestoreInputDigest([]ac.ConnectionSnapshot{{OAuthTokenID: "tok-b1"}}) {
+			t.Errorf("the same tokens: got exit %d, stdout %q, stderr %q; want 0 and b1 restored", r.code, r.stdout, r.stderr)
+		}
+		if per := emu.ConnectionsPerToken("a-busy"); per["tok-b1"] != 1 || per["tok-b2"] != 0 {
+			t.Errorf("connections per token: got %v, want one for tok-b1 and none for tok-b2", per)
+		}
 	})
 
 	t.Run("follow, time out, interrupt: the restore goes on", func(t *testing.T) {

@@ -121,6 +121,11 @@ func (r *restore) registerHandlers() error {
 	}); err != nil {
 		return err
 	}
+	if err := workflow.SetQueryHandler(r.ctx, ac.InputDigestQuery, func() (string, error) {
+		return ac.RestoreInputDigest(r.in.Connections), nil
+	}); err != nil {
+		return err
+	}
 	return workflow.SetUpdateHandler(r.ctx, ac.CancelUpdate, func(ctx workflow.Context) (ac.TeardownProgress, error) {
 		r.stop(stopCancelled, "restore cancel accepted: requests in flight finish, none start")
 		return r.progress(), nil
@@ -372,7 +377,7 @@ func (r *restore) result() ac.RestoreAgentConnectionsResult {
 	all := r.sortedOutcomes()
 	pages := restoreReportPages(all)
 	res := ac.RestoreAgentConnectionsResult{AgentID: r.in.AgentID, Cancelled: r.cancelled, StopReason: r.stopReason, Runs: 1,
-		Total: len(all), ReportPages: len(pages), Connections: []ac.RestoreOutcome{}}
+		Total: len(all), ReportPages: len(pages), Connections: []ac.RestoreOutcome{}, InputDigest: ac.RestoreInputDigest(r.in.Connections)}
 	if len(pages) > 0 {
 		res.Connections = all[pages[0][0]:pages[0][1]]
 	}

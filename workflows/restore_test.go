@@ -214,10 +214,14 @@ func TestRestore_CancelUpdateAndProgressQuery(t *testing.T) {
 	sent := map[string]int{}
 	env.OnActivity(ac.RestoreConnectionsActivityType, mock.Anything, mock.Anything).Return(fakeRestoreBatch(sent)).After(10 * time.Second)
 	var mid ac.TeardownProgress
+	var digest string
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(ac.ProgressQuery)
 		if err != nil || v.Get(&mid) != nil {
 			t.Errorf("progress query: %v", err)
+		}
+		if v, err := env.QueryWorkflow(ac.InputDigestQuery); err != nil || v.Get(&digest) != nil {
+			t.Errorf("input digest query: %v", err)
 		}
 		env.UpdateWorkflow(ac.CancelUpdate, "cancel-1", &testsuite.TestUpdateCallback{
 			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("cancel rejected: %v", err) }, OnComplete: func(any, error) {},
@@ -230,6 +234,9 @@ func TestRestore_CancelUpdateAndProgressQuery(t *testing.T) {
 	res := restoreResult(t, env)
 	if mid.Total != 120 || mid.Done != 50 || mid.Remaining != 70 || !mid.Listed {
 		t.Errorf("got progress %+v mid-way, want 50 of 120 done", mid)
+	}
+	if want := ac.RestoreInputDigest(snapshots("x", 120)); digest != want || res.InputDigest != want {
+		t.Errorf("got input digest %q from the query and %q in the result, want %q", digest, res.InputDigest, want)
 	}
 	if !res.Cancelled || res.Restored != 50 || res.Failed != 50 || res.Skipped != 20 {
 		t.Errorf("got %+v, want cancelled with 50 restored, 50 interrupted and 20 skipped", summary(res))

@@ -78,6 +78,10 @@ const (
 	// skipped entries, or the teardown's report held fewer removed entries with a snapshot than it
 	// removed (a report truncated past MaxReportBytes).
 	ErrConnectionsNotRestored = "ConnectionsNotRestored"
+	// ErrRestoreNotOurs is the type of the restore compensation's failure when the Nexus variant's
+	// restore operation attached to a restore of the agent already running with other tokens
+	// (its input_digest differs): its result says nothing about the saga's entries.
+	ErrRestoreNotOurs = "RestoreNotOfTheseConnections"
 	// ErrTeardownTimedOut is the cause when the Nexus variant's teardown did not end within
 	// SagaInput.TeardownTimeout (or its endpoint does not exist): the saga cancelled it.
 	ErrTeardownTimedOut = "TeardownTimedOut"
@@ -448,7 +452,13 @@ func restoreConnections(ctx workflow.Context, in SagaInput, rin ac.RestoreAgentC
 		c := workflow.NewNexusClient(in.NexusEndpoint, ac.NexusService)
 		err := c.ExecuteOperation(ctx, ac.RestoreAgentConnectionsOperation, rin,
 			workflow.NexusOperationOptions{ScheduleToCloseTimeout: teardownTimeout(in) + operationTimeoutMargin}).Get(ctx, &r)
-		return r, err
+		if err == nil {
+			err = sameRestoreInput(in, rin, r)
+		}
+		if err != nil {
+			return ac.RestoreAgentConnectionsResult{}, err
+		}
+		return r, nil
 	}
 	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:          ac.RestoreAgentConnectionsWorkflowID(in.AgentID),
@@ -457,6 +467,18 @@ func restoreConnections(ctx workflow.Context, in SagaInput, rin ac.RestoreAgentC
 	})
 	err := workflow.ExecuteChildWorkflow(ctx, ac.RestoreAgentConnectionsWorkflowType, rin).Get(ctx, &r)
 	return r, err
+}
+
+// sameRestoreInput fails with ErrRestoreNotOurs when r is the result of a restore of other
+// tokens than rin's (the operation attached to a restore someone else started). A worker older
+// than input_digest leaves it empty: that result is taken as it is.
+func sameRestoreInput(in SagaInput, rin ac.RestoreAgentConnectionsInput, r ac.RestoreAgentConnectionsResult) error {
+	if r.InputDigest == "" || r.InputDigest == ac.RestoreInputDigest(rin.Connections) {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"the restore of agent %s that answered through Nexus endpoint %s was given other connections (a restore of the agent was already running); none of the %d to restore is known to be back",
+		rin.AgentID, in.NexusEndpoint, len(rin.Connections)), ErrRestoreNotOurs, nil)
 }
 
 // teardownTaskQueue is in.TeardownTaskQueue or ac.DefaultTaskQueue.
