@@ -101,8 +101,9 @@ func BenchmarkBareHTTPDelete(b *testing.B) {
 
 // BenchmarkBareHTTPDeleteActivity is the fair baseline for BenchmarkRemoveConnection: the same
 // bare DELETE, run as an activity through the same test activity environment, so the ratio of
-// the two is what RemoveConnection itself adds (ID checks, retrying client, pacing, heartbeat,
-// classification, logging), not the harness.
+// the two is what RemoveConnection itself adds (ID checks, retrying client, pacing,
+// classification, logging; a removal answered on its first request records no heartbeat), not the
+// harness.
 func BenchmarkBareHTTPDeleteActivity(b *testing.B) {
 	srv := noContentServer(b)
 	c := &http.Client{Transport: bareTransport(), Timeout: 5 * time.Second}

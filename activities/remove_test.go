@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/internal/controlplane"
@@ -269,18 +270,32 @@ func TestRemoveConnection_404AfterEarlierAttemptIsAlreadyAbsent(t *testing.T) {
 	}
 }
 
-func TestRemoveConnection_HeartbeatsCountBeforeTheRequestLeaves(t *testing.T) {
-	var mu sync.Mutex
-	var seen []int
-	var seenAtFirstRequest []int
-	inner := sequence(status(503, ""), status(502, ""), status(204, ""))
+// heartbeatLog records, in order, the server's requests and the heartbeats the activity sent to
+// (the test environment's mock of) Temporal, as "request" and "hb <requests>/<attempt>" events.
+type heartbeatLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *heartbeatLog) add(e string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+func (l *heartbeatLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.events, ", ")
+}
+
+// heartbeatFixture is a fixture whose server and heartbeat listener write to one heartbeatLog.
+func heartbeatFixture(t *testing.T, handler http.HandlerFunc) (*fixture, *heartbeatLog) {
+	t.Helper()
+	log := &heartbeatLog{}
 	f := newFixture(t, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		if seenAtFirstRequest == nil {
-			seenAtFirstRequest = append([]int{}, seen...)
-		}
-		mu.Unlock()
-		inner(w, r)
+		log.add("request")
+		handler(w, r)
 	})
 	f.env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
 		var p removeProgress
@@ -288,23 +303,198 @@ func TestRemoveConnection_HeartbeatsCountBeforeTheRequestLeaves(t *testing.T) {
 			t.Errorf("heartbeat details: %v", err)
 			return
 		}
-		mu.Lock()
-		seen = append(seen, p.Requests)
-		mu.Unlock()
+		log.add(fmt.Sprintf("hb %d/%d", p.Requests, p.Attempt))
 	})
+	return f, log
+}
+
+// The first request of an attempt leaves with no heartbeat before it (in production that would be
+// a synchronous Temporal RPC per removal); a removal that succeeds records none at all.
+func TestRemoveConnection_NoHeartbeatBeforeTheFirstRequest(t *testing.T) {
+	f, log := heartbeatFixture(t, status(204, ""))
 	res, err := f.remove(t, input(false))
 	if err != nil {
 		t.Fatalf("got error %v, want success", err)
 	}
-	if res.Attempts != 3 {
-		t.Errorf("got attempts %d, want 3", res.Attempts)
+	if res.Attempts != 1 {
+		t.Errorf("got attempts %d, want 1", res.Attempts)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	// The first heartbeat of an attempt goes out at once (later ones are batched by the SDK):
-	// the count must be recorded before the server sees the request.
-	if fmt.Sprint(seenAtFirstRequest) != "[1]" {
-		t.Errorf("got heartbeats %v when the first request arrived, want [1]", seenAtFirstRequest)
+	if got := log.String(); got != "request" {
+		t.Errorf("got events %q, want %q (no heartbeat)", got, "request")
+	}
+}
+
+// An in-process retry is a later request of the same attempt: its count is recorded before it
+// leaves. It is the attempt's first heartbeat, which the SDK sends at once.
+func TestRemoveConnection_HeartbeatsCountBeforeAnInProcessRetry(t *testing.T) {
+	f, log := heartbeatFixture(t, sequence(status(503, ""), status(204, "")))
+	res, err := f.remove(t, input(false))
+	if err != nil {
+		t.Fatalf("got error %v, want success", err)
+	}
+	if res.Attempts != 2 {
+		t.Errorf("got attempts %d, want 2", res.Attempts)
+	}
+	if got, want := log.String(), "request, hb 2/1, request"; got != want {
+		t.Errorf("got events %q, want %q", got, want)
+	}
+}
+
+// Before an error Temporal retries is returned, the attempt's count is recorded, so the next
+// attempt reads it; an error Temporal does not retry records nothing.
+func TestRemoveConnection_HeartbeatsCountBeforeARetryableError(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    string
+	}{
+		// The attempt's only heartbeat, sent at once.
+		{name: "429 after one request", handler: status(429, "", "Retry-After", "7"), want: "request, hb 1/1"},
+		// 2/1 opens the SDK's throttle window; 3/1 before the third request and 3/1 before the
+		// return are kept in it, and the SDK flushes the last when the failed attempt closes.
+		{name: "503 after the in-process retries", handler: status(503, ""), want: "request, hb 2/1, request, request, hb 3/1"},
+		{name: "422 is not retried", handler: status(422, `{"detail":"agent is locked"}`), want: "request"},
+		{name: "404 without missing_ok is not retried", handler: status(404, ""), want: "request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, log := heartbeatFixture(t, tt.handler)
+			if _, err := f.remove(t, input(false)); err == nil {
+				t.Fatal("got success, want an error")
+			}
+			if got := log.String(); got != tt.want {
+				t.Errorf("got events %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// A recorded count from an earlier attempt is carried into this one and into the record before a
+// retryable error, with this attempt's number.
+func TestRemoveConnection_CarriesTheRecordedCount(t *testing.T) {
+	f, log := heartbeatFixture(t, status(503, ""))
+	f.env.SetHeartbeatDetails(removeProgress{Requests: 4, Attempt: 1})
+	_, err := f.remove(t, RemoveConnectionInput{AgentID: "agent-1", ConnectionID: "conn-1", MissingOK: true})
+	var d ac.FailureDetails
+	if err := appError(t, err).Details(&d); err != nil {
+		t.Fatalf("details: %v", err)
+	}
+	if d.Requests != 7 {
+		t.Errorf("got %d requests in the failure, want 7 (4 recorded + 3)", d.Requests)
+	}
+	// The test environment runs every activity as attempt 1.
+	if got, want := log.String(), "request, hb 6/1, request, request, hb 7/1"; got != want {
+		t.Errorf("got events %q, want %q", got, want)
+	}
+}
+
+// priorRequests: each earlier Temporal attempt that left no count of its own counts as one
+// request.
+func TestPriorRequests(t *testing.T) {
+	tests := []struct {
+		name     string
+		attempt  int32
+		recorded removeProgress
+		want     int
+	}{
+		{name: "first attempt, no detail", attempt: 1, want: 0},
+		{name: "second attempt, no detail: the first died in its first request", attempt: 2, want: 1},
+		{name: "fourth attempt, no detail", attempt: 4, want: 3},
+		{name: "second attempt, first recorded 3", attempt: 2, recorded: removeProgress{Requests: 3, Attempt: 1}, want: 3},
+		{name: "third attempt, first recorded 3, second left none", attempt: 3, recorded: removeProgress{Requests: 3, Attempt: 1}, want: 4},
+		{name: "third attempt, second recorded 5", attempt: 3, recorded: removeProgress{Requests: 5, Attempt: 2}, want: 5},
+		{name: "a tick before the first request of attempt 2 claims attempt 1 only", attempt: 3, recorded: removeProgress{Requests: 1, Attempt: 1}, want: 2},
+		{name: "a detail without an attempt counts every earlier attempt", attempt: 2, recorded: removeProgress{Requests: 2}, want: 3},
+		{name: "a detail of this attempt adds nothing", attempt: 1, recorded: removeProgress{Requests: 2, Attempt: 1}, want: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := priorRequests(tt.attempt, tt.recorded); got != tt.want {
+				t.Errorf("priorRequests(%d, %+v) = %d, want %d", tt.attempt, tt.recorded, got, tt.want)
+			}
+		})
+	}
+}
+
+// progress: before the first request of an attempt a heartbeat (the periodic one) claims only the
+// earlier attempts, so that an attempt dying in its first request is still counted; after it, and
+// in the last record of an attempt that sent nothing, it claims this attempt.
+func TestRemoveHeartbeat_Progress(t *testing.T) {
+	tests := []struct {
+		name         string
+		prior        int
+		attempt, n   int
+		final        bool
+		want         removeProgress
+		wantNextSees int // priorRequests of the next attempt, should this one die now
+	}{
+		{name: "attempt 1 before its first request", attempt: 1, want: removeProgress{Requests: 0, Attempt: 0}, wantNextSees: 1},
+		{name: "attempt 3 before its first request", prior: 4, attempt: 3, want: removeProgress{Requests: 4, Attempt: 2}, wantNextSees: 5},
+		{name: "attempt 3 in its first request", prior: 4, attempt: 3, n: 1, want: removeProgress{Requests: 5, Attempt: 3}, wantNextSees: 5},
+		{name: "attempt 3 in its second request", prior: 4, attempt: 3, n: 2, want: removeProgress{Requests: 6, Attempt: 3}, wantNextSees: 6},
+		{name: "attempt 3 ending with no request sent", prior: 4, attempt: 3, final: true, want: removeProgress{Requests: 4, Attempt: 3}, wantNextSees: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hb := &removeHeartbeat{prior: tt.prior, attempt: tt.attempt, n: tt.n, final: tt.final}
+			got := hb.progress()
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+			if next := priorRequests(int32(tt.attempt+1), got); next != tt.wantNextSees {
+				t.Errorf("the next attempt counts %d earlier requests, want %d", next, tt.wantNextSees)
+			}
+		})
+	}
+}
+
+// Across Temporal attempts (the test workflow environment retries on a virtual clock, with the
+// attempt number and the last heartbeat): attempt 1 ends ServerError after three requests, its
+// count flushed when it closes; attempt 2 reads it, and its 404 is already_absent.
+func TestRemoveConnection_CountAcrossTemporalAttempts(t *testing.T) {
+	var requests atomic.Int64
+	handler := sequence(status(503, ""), status(503, ""), status(503, ""), status(404, `{"detail":"not found"}`))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		handler(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	f := newFixtureAt(t, srv.URL, &requests, srv)
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(f.logs)
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterActivity(f.acts)
+	var attempts []string
+	env.SetOnActivityStartedListener(func(info *activity.Info, ctx context.Context, _ converter.EncodedValues) {
+		var p removeProgress
+		if activity.HasHeartbeatDetails(ctx) {
+			_ = activity.GetHeartbeatDetails(ctx, &p)
+		}
+		attempts = append(attempts, fmt.Sprintf("attempt %d reads %d/%d", info.Attempt, p.Requests, p.Attempt))
+	})
+	remove := func(ctx workflow.Context, in RemoveConnectionInput) (ac.RemoveConnectionResult, error) {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: time.Minute,
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+		})
+		var res ac.RemoveConnectionResult
+		err := workflow.ExecuteActivity(ctx, f.acts.RemoveConnection, in).Get(ctx, &res)
+		return res, err
+	}
+	env.RegisterWorkflowWithOptions(remove, workflow.RegisterOptions{Name: "remove"})
+	env.ExecuteWorkflow("remove", input(false))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("got error %v, want already_absent", err)
+	}
+	var res ac.RemoveConnectionResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != ac.OutcomeAlreadyAbsent || res.Attempts != 4 || requests.Load() != 4 {
+		t.Errorf("got %+v after %d requests, want already_absent with attempts 4 after 4", res, requests.Load())
+	}
+	if got, want := strings.Join(attempts, ", "), "attempt 1 reads 0/0, attempt 2 reads 3/1"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
 
