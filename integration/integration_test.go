@@ -284,7 +284,8 @@ func TestIntegration_WorkerKilledMidRequestIsPickedUpAfterHeartbeatTimeout(t *te
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first request was heartbeated before it left, so the count survived the crash.
+	// The killed attempt recorded no count (no heartbeat precedes a first request): the next
+	// attempt counts it as one request, so the count survived the crash.
 	if res.Outcome != ac.OutcomeRemoved || res.Attempts != 2 {
 		t.Errorf("got %+v, want removed with attempts 2", res)
 	}
