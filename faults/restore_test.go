@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-
 	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/emulator"
 )
@@ -143,25 +140,6 @@ func (p *postTap) snapshot() (posts map[string][]tappedPost, inFlight, created i
 		}
 	}
 	return posts, p.inFlight, created
-}
-
-func (s *stack) startRestore(in ac.RestoreAgentConnectionsInput) (client.WorkflowRun, error) {
-	id := ac.RestoreAgentConnectionsWorkflowID(in.AgentID)
-	s.remember(id)
-	return s.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                s.taskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowExecutionTimeout: 15 * time.Minute,
-	}, ac.RestoreAgentConnectionsWorkflowType, in)
-}
-
-func restoreResult(run client.WorkflowRun, timeout time.Duration) (ac.RestoreAgentConnectionsResult, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var res ac.RestoreAgentConnectionsResult
-	err := run.Get(ctx, &res)
-	return res, err
 }
 
 // restoreEntries are n snapshot entries, each with a token of its own ("tok-" + its connection
@@ -343,6 +321,26 @@ func describePosts(ps []tappedPost) string {
 	return strings.Join(out, ", ")
 }
 
+// restoreWithFaults restores entries of agent (concurrency 20) with the faults queued at the
+// emulator, checks the outcome against what the tap saw (checkRestore), and that every queued
+// fault was used.
+func restoreWithFaults(t *testing.T, s *stack, tap *postTap, agent string, entries []ac.ConnectionSnapshot) (ac.RestoreAgentConnectionsResult, restoreAudit) {
+	t.Helper()
+	run, err := s.startRestore(ac.RestoreAgentConnectionsInput{AgentID: agent, Connections: entries, Concurrency: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := restoreResult(run, 5*time.Minute)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	a := checkRestore(s, "restore", tap, agent, entries, res, nil)
+	if pending := s.em.Faults().Pending; len(pending) != 0 {
+		t.Errorf("got %d faults never reached, want every fault used: %+v", len(pending), pending)
+	}
+	return res, a
+}
+
 // restoreStack is a stack whose emulator is behind a postTap for agent.
 func restoreStack(t *testing.T, agent string, env ...string) (*stack, *postTap) {
 	t.Helper()
@@ -379,18 +377,7 @@ func TestFaults_8_RestorePostHangs(t *testing.T) {
 		tap.late[e.OAuthTokenID] = true
 	}
 	tap.mu.Unlock()
-	run, err := s.startRestore(ac.RestoreAgentConnectionsInput{AgentID: agent, Connections: entries, Concurrency: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := restoreResult(run, 5*time.Minute)
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	a := checkRestore(s, "restore", tap, agent, entries, res, nil)
-	if pending := s.em.Faults().Pending; len(pending) != 0 {
-		t.Errorf("got %d faults never reached, want every fault used: %+v", len(pending), pending)
-	}
+	res, a := restoreWithFaults(t, s, tap, agent, entries)
 	if res.AlreadyPresent != len(present) {
 		t.Errorf("got already_present %d, want %d (the seeded tokens)", res.AlreadyPresent, len(present))
 	}
@@ -425,18 +412,7 @@ func TestFaults_9_RestorePostResets(t *testing.T) {
 	const servedResets, unservedResets = 15, 15
 	s.em.InjectNext(emulator.Fault{Served: true, Reset: true, Method: http.MethodPost, Route: emulator.RouteCreate, AgentID: agent, Count: servedResets})
 	s.em.InjectNext(emulator.Fault{Reset: true, Method: http.MethodPost, Route: emulator.RouteCreate, AgentID: agent, Count: unservedResets})
-	run, err := s.startRestore(ac.RestoreAgentConnectionsInput{AgentID: agent, Connections: entries, Concurrency: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := restoreResult(run, 5*time.Minute)
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	a := checkRestore(s, "restore", tap, agent, entries, res, nil)
-	if pending := s.em.Faults().Pending; len(pending) != 0 {
-		t.Errorf("got %d faults never reached, want every fault used: %+v", len(pending), pending)
-	}
+	res, a := restoreWithFaults(t, s, tap, agent, entries)
 	if res.Restored != len(entries) {
 		t.Errorf("got restored %d, want %d", res.Restored, len(entries))
 	}

@@ -274,43 +274,49 @@ func (s *stack) remember(id string) {
 	s.mu.Unlock()
 }
 
-// startRemoval starts RemoveConnectionWorkflow as a calling service does (contract ID, UseExisting).
-func (s *stack) startRemoval(in ac.RemoveConnectionInput) (client.WorkflowRun, error) {
-	id := ac.RemoveConnectionWorkflowID(in.AgentID, in.ConnectionID)
+// start starts workflow id of type wtype as a calling service does (the contract's ID,
+// UseExisting), remembering the ID for the checks at the end.
+func (s *stack) start(id, wtype string, timeout time.Duration, in any) (client.WorkflowRun, error) {
 	s.remember(id)
 	return s.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                s.taskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowExecutionTimeout: 15 * time.Minute,
-	}, ac.RemoveConnectionWorkflowType, in)
+		WorkflowExecutionTimeout: timeout,
+	}, wtype, in)
+}
+
+func (s *stack) startRemoval(in ac.RemoveConnectionInput) (client.WorkflowRun, error) {
+	return s.start(ac.RemoveConnectionWorkflowID(in.AgentID, in.ConnectionID), ac.RemoveConnectionWorkflowType, 15*time.Minute, in)
 }
 
 func (s *stack) startTeardown(in ac.RemoveAgentConnectionsInput) (client.WorkflowRun, error) {
-	id := ac.RemoveAgentConnectionsWorkflowID(in.AgentID)
-	s.remember(id)
-	return s.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                s.taskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowExecutionTimeout: 20 * time.Minute,
-	}, ac.RemoveAgentConnectionsWorkflowType, in)
+	return s.start(ac.RemoveAgentConnectionsWorkflowID(in.AgentID), ac.RemoveAgentConnectionsWorkflowType, 20*time.Minute, in)
+}
+
+func (s *stack) startRestore(in ac.RestoreAgentConnectionsInput) (client.WorkflowRun, error) {
+	return s.start(ac.RestoreAgentConnectionsWorkflowID(in.AgentID), ac.RestoreAgentConnectionsWorkflowType, 15*time.Minute, in)
+}
+
+// resultOf waits up to timeout for run's result.
+func resultOf[T any](run client.WorkflowRun, timeout time.Duration) (T, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var res T
+	err := run.Get(ctx, &res)
+	return res, err
 }
 
 func removalResult(run client.WorkflowRun, timeout time.Duration) (ac.RemoveConnectionResult, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var res ac.RemoveConnectionResult
-	err := run.Get(ctx, &res)
-	return res, err
+	return resultOf[ac.RemoveConnectionResult](run, timeout)
 }
 
 func teardownResult(run client.WorkflowRun, timeout time.Duration) (ac.RemoveAgentConnectionsResult, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var res ac.RemoveAgentConnectionsResult
-	err := run.Get(ctx, &res)
-	return res, err
+	return resultOf[ac.RemoveAgentConnectionsResult](run, timeout)
+}
+
+func restoreResult(run client.WorkflowRun, timeout time.Duration) (ac.RestoreAgentConnectionsResult, error) {
+	return resultOf[ac.RestoreAgentConnectionsResult](run, timeout)
 }
 
 func (s *stack) waitFor(what string, limit time.Duration, cond func() bool) {
