@@ -70,17 +70,5 @@ func TestNexus_SagaFailureRestoresAndReEnables(t *testing.T) {
 	if derr := appErr.Details(&res); derr != nil {
 		t.Fatal(derr)
 	}
-	if res.FailedStep != teardownsaga.StepDeleteDeployment || res.ConnectionsRemoved != 3 || res.ConnectionsRestored != 3 || len(res.RestoredConnectionIDs) != 3 {
-		t.Fatalf("got %+v, want 3 removed and 3 restored", res)
-	}
-	for _, e := range entries {
-		n := res.RestoredConnectionIDs[e.ConnectionID]
-		if n == "" || n == e.ConnectionID || !s.em.HasConnection("agent-sr", n) {
-			t.Errorf("got new ID %q for %s, want a new connection the agent has", n, e.ConnectionID)
-		}
-	}
-	wantOnePerToken(t, s.em, "agent-sr", entries)
-	if !cs.platform.AgentEnabled("agent-sr") || !cs.platform.DeploymentExists("dep-1") {
-		t.Error("got the agent disabled or the deployment gone, want it enabled again and the deployment kept")
-	}
+	wantSagaRestored(t, s, cs.platform, "agent-sr", entries, res)
 }

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	ac "github.com/agentops/agentconnections"
 	"github.com/agentops/agentconnections/examples/teardownsaga"
 )
 
@@ -46,18 +47,27 @@ func TestIntegration_SagaFailureRestoresAndReEnables(t *testing.T) {
 	if derr := appErr.Details(&res); derr != nil {
 		t.Fatal(derr)
 	}
-	if res.FailedStep != teardownsaga.StepDeleteDeployment || res.ConnectionsRemoved != 40 || res.ConnectionsRestored != 40 ||
-		res.ConnectionsNotRestored != 0 || len(res.RestoredConnectionIDs) != 40 || len(res.CompensationFailures) != 0 {
-		t.Fatalf("got %+v, want 40 removed and 40 restored at delete_deployment", res)
+	wantSagaRestored(t, s, platform, "agent-saga", entries, res)
+}
+
+// wantSagaRestored checks a saga that failed at its last step: every connection of entries was
+// removed and restored under a new ID the agent has, one per token, with the agent enabled again
+// and the deployment kept.
+func wantSagaRestored(t *testing.T, s *stack, platform *teardownsaga.StandInPlatform, agentID string, entries []ac.ConnectionSnapshot, res teardownsaga.SagaResult) {
+	t.Helper()
+	n := len(entries)
+	if res.FailedStep != teardownsaga.StepDeleteDeployment || res.ConnectionsRemoved != n || res.ConnectionsRestored != n ||
+		res.ConnectionsNotRestored != 0 || len(res.RestoredConnectionIDs) != n || len(res.CompensationFailures) != 0 {
+		t.Fatalf("got %+v, want %d removed and %d restored at delete_deployment", res, n, n)
 	}
 	for _, e := range entries {
-		n := res.RestoredConnectionIDs[e.ConnectionID]
-		if n == "" || n == e.ConnectionID || !s.em.HasConnection("agent-saga", n) {
-			t.Errorf("got new ID %q for %s, want a new connection the agent has", n, e.ConnectionID)
+		id := res.RestoredConnectionIDs[e.ConnectionID]
+		if id == "" || id == e.ConnectionID || !s.em.HasConnection(agentID, id) {
+			t.Errorf("got new ID %q for %s, want a new connection the agent has", id, e.ConnectionID)
 		}
 	}
-	wantOnePerToken(t, s.em, "agent-saga", entries)
-	if !platform.AgentEnabled("agent-saga") || !platform.DeploymentExists("dep-1") {
+	wantOnePerToken(t, s.em, agentID, entries)
+	if !platform.AgentEnabled(agentID) || !platform.DeploymentExists("dep-1") {
 		t.Error("got the agent disabled or the deployment gone, want it enabled again and the deployment kept")
 	}
 }
