@@ -210,6 +210,19 @@ var errNoCredentials = errors.New("no control plane credentials")
 // token would miss the connection that POST is creating.
 var ErrTooLateToSend = errors.New("not sent: the call's deadline is nearer than the request timeout")
 
+// tooLateToSend is ErrTooLateToSend when the request in reqCtx must end by the call's deadline
+// (requestInfo.endByDeadline) and call's deadline is nearer than timeout; nil otherwise.
+func tooLateToSend(call, reqCtx context.Context, timeout time.Duration) error {
+	info, ok := reqCtx.Value(requestInfoKey{}).(*requestInfo)
+	if !ok || !info.endByDeadline {
+		return nil
+	}
+	if deadline, ok := call.Deadline(); ok && time.Until(deadline) < timeout {
+		return ErrTooLateToSend
+	}
+	return nil
+}
+
 // send builds one request with the credential headers and runs it through the retrying client.
 // info names the route and IDs for the metrics and spans of its requests.
 func (c *Client) send(ctx context.Context, tracker *requestTracker, method, target string, info *requestInfo) (*http.Response, error) {
@@ -259,8 +272,8 @@ func (c *Client) sendBody(ctx context.Context, tracker *requestTracker, method, 
 		if err := ctx.Err(); err != nil {
 			return nil, err // ended while it waited: nothing was sent
 		}
-		if deadline, ok := ctx.Deadline(); ok && info.endByDeadline && time.Until(deadline) < c.timeout {
-			return nil, ErrTooLateToSend
+		if err := tooLateToSend(ctx, reqCtx, c.timeout); err != nil {
+			return nil, err
 		}
 		info.stop = ctx
 		req = req.WithContext(context.WithoutCancel(reqCtx))

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -310,5 +313,64 @@ func TestCreate_DetachedPostIsNotSentCloseToTheDeadline(t *testing.T) {
 	r.Detach, r.OAuthTokenID = true, "tok-2"
 	if _, err := f.client.Create(roomy, r); err != nil || p.postCount() != 2 {
 		t.Fatalf("got %v after %d POSTs, want a detached POST sent with a whole request timeout left", err, p.postCount())
+	}
+}
+
+// refuseFirst is a transport whose first request is refused (the POST cannot have left), the
+// rest go to next; it counts the requests that reached next.
+type refuseFirst struct {
+	next    http.RoundTripper
+	mu      sync.Mutex
+	refused bool
+	passed  int
+}
+
+func (r *refuseFirst) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	first := !r.refused
+	r.refused = true
+	if !first {
+		r.passed++
+	}
+	r.mu.Unlock()
+	if first {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	return r.next.RoundTrip(req)
+}
+
+// The in-process retry of a refused POST is held to the same rule: after its wait, a deadline
+// nearer than the request timeout keeps it from being sent.
+func TestCreate_DetachedPostRetryIsNotSentCloseToTheDeadline(t *testing.T) {
+	p := &fakePlane{}
+	srv := httptest.NewServer(http.HandlerFunc(p.handler))
+	t.Cleanup(srv.Close)
+	for _, tt := range []struct {
+		name     string
+		deadline time.Duration
+		wantSent bool
+	}{
+		// 2 s request timeout, a 300 ms wait before the retry.
+		{"room for the first, not for the retry", 2100 * time.Millisecond, false},
+		{"room for both", time.Minute, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &refuseFirst{next: http.DefaultTransport}
+			f := newFixtureAt(t, srv.URL, nil, func(c *Config) {
+				c.Transport = tr
+				c.HTTPRetry = HTTPRetry{Max: 2, WaitMin: 300 * time.Millisecond, WaitMax: 300 * time.Millisecond}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), tt.deadline)
+			defer cancel()
+			before := p.postCount()
+			_, err := f.client.Create(ctx, CreateRequest{AgentID: "agent-1", OAuthTokenID: "tok-" + strings.ReplaceAll(tt.name, " ", "-"), Logger: f.logs, Detach: true})
+			sent := p.postCount() - before
+			if tt.wantSent && (err != nil || sent != 1) {
+				t.Errorf("got %v after %d POSTs at the server, want the retry sent and answered", err, sent)
+			}
+			if !tt.wantSent && (!errors.Is(err, ErrTooLateToSend) || sent != 0 || tr.passed != 0) {
+				t.Errorf("got %v after %d POSTs at the server, want ErrTooLateToSend and no retry sent", err, sent)
+			}
+		})
 	}
 }

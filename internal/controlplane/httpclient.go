@@ -58,8 +58,15 @@ func newHTTPClient(cfg Config, p *pacer) *retryablehttp.Client {
 		RetryWaitMax: retry.WaitMax,
 		CheckRetry:   checkRetry,
 		Backoff:      retryablehttp.DefaultBackoff,
-		// An in-process retry waits its turn like any request (send waits for the first one).
-		PrepareRetry: func(req *http.Request) error { return timedWait(callContext(req.Context()), p, metrics) },
+		// An in-process retry waits its turn like any request (send waits for the first one), and
+		// is held to the same deadline rule (see ErrTooLateToSend).
+		PrepareRetry: func(req *http.Request) error {
+			call := callContext(req.Context())
+			if err := timedWait(call, p, metrics); err != nil {
+				return err
+			}
+			return tooLateToSend(call, req.Context(), cfg.RequestTimeout)
+		},
 		// Keep the last response so the call can classify it.
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 		// Called before every request, the first included: count it (and heartbeat the count)
