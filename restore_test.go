@@ -109,7 +109,7 @@ func TestBoundSnapshot(t *testing.T) {
 
 // A teardown's report entries are restore entries as JSON; RestoreEntries keeps, of those with a
 // snapshot, the removed ones and those a request of the teardown may have removed (interrupted,
-// or already absent after an earlier request with no final answer).
+// given up on with a transient type, or already absent after an earlier request of it).
 func TestRestoreEntries_FromATeardownsReport(t *testing.T) {
 	report := []ConnectionOutcome{
 		{ConnectionID: "c1", Outcome: OutcomeRemoved, Attempts: 1, OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}},
@@ -120,10 +120,13 @@ func TestRestoreEntries_FromATeardownsReport(t *testing.T) {
 		{ConnectionID: "c6", Outcome: OutcomeSkipped, OAuthTokenID: "t6"},
 		{ConnectionID: "c7", Outcome: OutcomeAlreadyAbsent, Attempts: 2, EarlierRequest: true, OAuthTokenID: "t7"},
 		{ConnectionID: "c8", Outcome: OutcomeRemained, OAuthTokenID: "t8"},
+		// Given up after requests with no final answer (a timeout, a 5xx): one may have removed it.
+		{ConnectionID: "c9", Outcome: OutcomeFailed, FailureType: ErrServerError, Attempts: 8, OAuthTokenID: "t9"},
+		{ConnectionID: "c10", Outcome: OutcomeFailed, FailureType: ErrNotFound, Attempts: 1, OAuthTokenID: "t10"},
 	}
 	got := RestoreEntries(report)
 	want := []ConnectionSnapshot{{ConnectionID: "c1", OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}},
-		{ConnectionID: "c2", OAuthTokenID: "t2"}, {ConnectionID: "c7", OAuthTokenID: "t7"}}
+		{ConnectionID: "c2", OAuthTokenID: "t2"}, {ConnectionID: "c7", OAuthTokenID: "t7"}, {ConnectionID: "c9", OAuthTokenID: "t9"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}

@@ -1,6 +1,9 @@
 package agentconnections
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Teardown defaults and bounds.
 const (
@@ -126,7 +129,7 @@ type ConnectionOutcome struct {
 	FailureType string `json:"failure_type,omitempty"`
 	Message     string `json:"message,omitempty"`
 	// EarlierRequest is set on an already_absent entry whose 404 followed an earlier request of
-	// this teardown that got no final answer: that request may have removed the connection.
+	// this teardown for it: that request may have removed the connection.
 	EarlierRequest bool `json:"earlier_request,omitempty"`
 	// The snapshot: what restoring the connection needs (no secret: the token ID is a reference).
 	OAuthTokenID string   `json:"oauth_token_id,omitempty"`
@@ -146,22 +149,27 @@ func (o ConnectionOutcome) WithSnapshot(s ConnectionSnapshot) ConnectionOutcome 
 	return o
 }
 
-// Undoable reports whether a restore should re-create the entry's connection: the teardown
-// removed it (removed), or sent it a request whose answer it never had (already_absent with
-// EarlierRequest, failed Interrupted), and the entry has a snapshot.
-func (o ConnectionOutcome) Undoable() bool {
-	if o.OAuthTokenID == "" {
-		return false
-	}
+// MayHaveBeenRemoved reports whether the teardown removed the entry's connection or may have: it
+// removed it (removed); a request of it may have (already_absent with EarlierRequest; failed
+// Interrupted; failed, after requests, with a transient type it gave up on: a timeout or a 5xx
+// may have been applied). Whether a snapshot can restore it is Undoable's question.
+func (o ConnectionOutcome) MayHaveBeenRemoved() bool {
 	switch o.Outcome {
 	case OutcomeRemoved:
 		return true
 	case OutcomeAlreadyAbsent:
 		return o.EarlierRequest
 	case OutcomeFailed:
-		return o.FailureType == ErrInterrupted
+		return o.FailureType == ErrInterrupted || (o.Attempts > 0 && slices.Contains(RetryableErrorTypes(), o.FailureType))
 	}
 	return false
+}
+
+// Undoable reports whether a restore should re-create the entry's connection: the teardown may
+// have removed it (MayHaveBeenRemoved) and the entry has a snapshot. A restore of a connection
+// that is still there finds its token listed and reports it already_present.
+func (o ConnectionOutcome) Undoable() bool {
+	return o.OAuthTokenID != "" && o.MayHaveBeenRemoved()
 }
 
 // RestoreEntries are the snapshots of the undoable entries (Undoable), in order: the input of a

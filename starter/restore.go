@@ -256,12 +256,12 @@ func teardownRestoreInput(data []byte) (ac.RestoreAgentConnectionsInput, error) 
 		return ac.RestoreAgentConnectionsInput{}, fmt.Errorf("the teardown's result holds %d of its %d entries (report_truncated): save the output of starter --all -o json, which holds them all",
 			len(r.Connections), r.Total)
 	}
-	// A removed entry without a snapshot (a teardown on a worker older than snapshots, or one given
-	// an ID the agent did not list) cannot be restored from here: say so rather than restore the
-	// rest and report success.
+	// An entry the teardown removed, or may have, without a snapshot (a teardown on a worker older
+	// than snapshots, or one given an ID the agent did not list) cannot be restored from here: say
+	// so rather than restore the rest and report success.
 	var bare []string
 	for _, o := range r.Connections {
-		if _, has := o.Snapshot(); !has && o.Outcome == ac.OutcomeRemoved {
+		if _, has := o.Snapshot(); !has && o.MayHaveBeenRemoved() {
 			bare = append(bare, o.ConnectionID)
 		}
 	}

@@ -652,6 +652,11 @@ func (t *teardown) awaitFinished(e awaitDone) {
 		t.queue = append(t.queue, e.id)
 	default:
 		e.outcome.ConnectionID = e.id
+		// A request of this teardown may have removed it before the standalone removal found
+		// it absent: the restore must still take it back.
+		if e.outcome.Outcome == ac.OutcomeAlreadyAbsent && (t.st.Attempts[e.id] > 0 || t.st.LastFailure[e.id] == batchLost) {
+			e.outcome.EarlierRequest = true
+		}
 		t.finish(e.outcome)
 	}
 }

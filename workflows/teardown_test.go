@@ -484,6 +484,51 @@ func TestTeardown_DeferredAndBusyConnections(t *testing.T) {
 	env.AssertExpectations(t)
 }
 
+// A connection whose DELETE got no answer, then finished by a standalone removal that found it
+// absent, may have been removed by this teardown's own request: its entry carries
+// earlier_request, so a restore takes it back. One the teardown never sent anything stays
+// already_absent without it.
+func TestTeardown_StandaloneFoundAbsentAfterOurRequestIsUndoable(t *testing.T) {
+	env := newTeardownEnv(t)
+	calls := 0
+	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RemoveConnectionsInput) (activities.RemoveConnectionsResult, error) {
+			calls++
+			var res activities.RemoveConnectionsResult
+			for _, it := range in.Items {
+				switch {
+				case it.ConnectionID == "mine" && calls == 1:
+					res.Transient = append(res.Transient, activities.TransientFailure{ConnectionID: it.ConnectionID, FailureType: ac.ErrUnavailable,
+						Message: "timed out", Attempts: 1})
+				default:
+					res.Deferred = append(res.Deferred, activities.DeferredRemoval{ConnectionID: it.ConnectionID, RunID: "run-" + it.ConnectionID})
+				}
+			}
+			return res, nil
+		})
+	for _, id := range []string{"mine", "theirs"} {
+		env.OnActivity("AwaitStandaloneRemoval", mock.Anything, activities.ConnectionAwait{AgentID: "a1", ConnectionID: id, RunID: "run-" + id, MissingOK: true}).
+			Return(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeAlreadyAbsent}, nil).Once()
+	}
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{
+		ConnectionIDs: []string{"mine", "theirs"}, Snapshots: []ac.ConnectionSnapshot{{ConnectionID: "mine", OAuthTokenID: "tok-mine"}, {ConnectionID: "theirs", OAuthTokenID: "tok-theirs"}},
+	}, nil).Once()
+	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{ConnectionIDs: []string{}}, nil)
+	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
+	res := teardownResult(t, env)
+	countsAddUp(t, res)
+	got := map[string]ac.ConnectionOutcome{}
+	for _, o := range res.Connections {
+		got[o.ConnectionID] = o
+	}
+	if o := got["mine"]; o.Outcome != ac.OutcomeAlreadyAbsent || !o.EarlierRequest || !o.Undoable() {
+		t.Errorf("got %+v, want already_absent with earlier_request, undoable", o)
+	}
+	if o := got["theirs"]; o.Outcome != ac.OutcomeAlreadyAbsent || o.EarlierRequest || o.Undoable() {
+		t.Errorf("got %+v, want already_absent without earlier_request, not undoable", o)
+	}
+}
+
 func TestTeardown_ContinuesAsNewCarryingProgress(t *testing.T) {
 	cp := newFakeControlPlane()
 	in := TeardownInput{RemoveAgentConnectionsInput: ac.RemoveAgentConnectionsInput{AgentID: "a1", ConnectionIDs: ids("c", 1000), Concurrency: 20, MaxHistoryEvents: ac.MinTeardownMaxHistoryEvents}}

@@ -52,6 +52,12 @@ const RestoreChangeID = "restore-removed-connections"
 // without it replays as DefaultVersion and restores nothing, as that build did.
 const RestoreAfterStoppedTeardownChangeID = "restore-after-stopped-teardown"
 
+// RestoreMayHaveBeenRemovedChangeID is the workflow.GetVersion change ID of the wider restore:
+// besides the removed and interrupted entries, those a request of the teardown may have removed
+// (ac.ConnectionOutcome.MayHaveBeenRemoved). A compensation that began on a build before it
+// replays with the narrower set.
+const RestoreMayHaveBeenRemovedChangeID = "restore-may-have-been-removed"
+
 // Steps of the saga, as SagaResult.FailedStep names them.
 const (
 	StepDisableAgent      = "disable_agent"
@@ -398,6 +404,9 @@ func removeConnectionsThroughNexus(ctx workflow.Context, in SagaInput, deadline 
 // hand from that report.
 func restoreRemoved(ctx workflow.Context, in SagaInput, teardown ac.RemoveAgentConnectionsResult, res *SagaResult) error {
 	entries := ac.RestoreEntries(teardown.Connections)
+	if workflow.GetVersion(ctx, RestoreMayHaveBeenRemovedChangeID, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		entries = removedOrInterrupted(teardown.Connections)
+	}
 	missing := teardown.Removed
 	for _, e := range teardown.Connections {
 		if e.Outcome == ac.OutcomeRemoved && e.Undoable() {
@@ -427,6 +436,18 @@ func restoreRemoved(ctx workflow.Context, in SagaInput, teardown ac.RemoveAgentC
 			res.ConnectionsNotRestored, in.AgentID, r.Failed, r.Skipped, missing), ErrConnectionsNotRestored, nil)
 	}
 	return nil
+}
+
+// removedOrInterrupted is the restore set of builds before RestoreMayHaveBeenRemovedChangeID: the
+// removed and the interrupted entries with a snapshot.
+func removedOrInterrupted(outcomes []ac.ConnectionOutcome) []ac.ConnectionSnapshot {
+	out := []ac.ConnectionSnapshot{}
+	for _, o := range outcomes {
+		if s, ok := o.Snapshot(); ok && (o.Outcome == ac.OutcomeRemoved || (o.Outcome == ac.OutcomeFailed && o.FailureType == ac.ErrInterrupted)) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // recordRestored puts in res how many of the restore's entries are back, and their new IDs.

@@ -452,3 +452,40 @@ func TestSaga_RestoreCancelled_KeepsWhatCameBack(t *testing.T) {
 		t.Errorf("compensated: got %q, want EnableAgent run all the same", res.Compensated)
 	}
 }
+
+// The restore compensation takes the entries a request of the teardown may have removed (here one
+// already absent after an earlier request, and one given up on after 5xx answers); a compensation
+// that began before RestoreMayHaveBeenRemovedChangeID replays with the removed ones only.
+func TestSaga_RestoresWhatTheTeardownMayHaveRemoved(t *testing.T) {
+	result := removedAll("a1")
+	result.Total += 2
+	result.AlreadyAbsent++
+	result.Failed++
+	result.Connections = append(result.Connections,
+		ac.ConnectionOutcome{ConnectionID: "c4", Outcome: ac.OutcomeAlreadyAbsent, Attempts: 2, EarlierRequest: true, OAuthTokenID: "tok-c4"},
+		ac.ConnectionOutcome{ConnectionID: "c5", Outcome: ac.OutcomeFailed, FailureType: ac.ErrServerError, Attempts: 8, OAuthTokenID: "tok-c5"})
+	for _, tt := range []struct {
+		name    string
+		version workflow.Version
+		want    []string
+	}{
+		{"wider", 1, []string{"c1", "c3", "c4", "c5"}},
+		{"before the change", workflow.DefaultVersion, []string{"c1", "c3"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newSagaRun(t, &fakeTeardown{result: result})
+			r.env.OnGetVersion(teardownsaga.RestoreMayHaveBeenRemovedChangeID, workflow.DefaultVersion, 1).Return(tt.version)
+			r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+			_, res := r.failure(t)
+			var got []string
+			for _, in := range r.restore.inputs {
+				for _, e := range in.Connections {
+					got = append(got, e.ConnectionID)
+				}
+			}
+			if !slices.Equal(got, tt.want) || res.ConnectionsRestored != len(tt.want) {
+				t.Errorf("restore entries: got %q (%d restored), want %q", got, res.ConnectionsRestored, tt.want)
+			}
+		})
+	}
+}
