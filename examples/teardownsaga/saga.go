@@ -424,7 +424,8 @@ func restoreRemoved(ctx workflow.Context, in SagaInput, teardown ac.RemoveAgentC
 				_ = canceled.Details(&r)
 			}
 			recordRestored(r, res)
-			res.ConnectionsNotRestored = len(entries) - res.ConnectionsRestored + missing
+			// The restore takes one entry per token, as its counts do.
+			res.ConnectionsNotRestored = distinctTokens(entries) - res.ConnectionsRestored + missing
 			return err
 		}
 	}
@@ -436,6 +437,15 @@ func restoreRemoved(ctx workflow.Context, in SagaInput, teardown ac.RemoveAgentC
 			res.ConnectionsNotRestored, in.AgentID, r.Failed, r.Skipped, missing), ErrConnectionsNotRestored, nil)
 	}
 	return nil
+}
+
+// distinctTokens counts the OAuth tokens of entries, each once.
+func distinctTokens(entries []ac.ConnectionSnapshot) int {
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		seen[e.OAuthTokenID] = true
+	}
+	return len(seen)
 }
 
 // removedOrInterrupted is the restore set of builds before RestoreMayHaveBeenRemovedChangeID: the
