@@ -39,6 +39,12 @@ func TestIntegration_SagaFailureRestoresAndReEnables(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = run.Get(ctx, nil)
+	wantSagaRestored(t, s, platform, "agent-saga", entries, sagaFailure(t, err))
+}
+
+// sagaFailure is the SagaResult of a saga that failed with ErrSagaFailed (err is its run's).
+func sagaFailure(t *testing.T, err error) teardownsaga.SagaResult {
+	t.Helper()
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != teardownsaga.ErrSagaFailed {
 		t.Fatalf("got %v, want the saga failed", err)
@@ -47,7 +53,7 @@ func TestIntegration_SagaFailureRestoresAndReEnables(t *testing.T) {
 	if derr := appErr.Details(&res); derr != nil {
 		t.Fatal(derr)
 	}
-	wantSagaRestored(t, s, platform, "agent-saga", entries, res)
+	return res
 }
 
 // wantSagaRestored checks a saga that failed at its last step: every connection of entries was
