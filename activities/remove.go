@@ -16,8 +16,8 @@ import (
 // in Temporal attempts 1 to Attempt, all of them included. It holds no credential.
 type removeProgress struct {
 	Requests int `json:"requests"`
-	// Attempt is the last Temporal attempt whose requests Requests counts; 0 (a detail written
-	// before the field existed, or none) counts no attempt.
+	// Attempt is the last Temporal attempt whose requests Requests counts; 0 when there is none
+	// (or the detail was written before the field existed: see priorRequests).
 	Attempt int `json:"attempt,omitempty"`
 }
 
@@ -26,7 +26,13 @@ type removeProgress struct {
 // request for each earlier attempt that left no count of its own. An attempt records no count
 // before its first request, so an attempt that died in it (a killed worker, a timeout) left
 // none and sent at most that one request; one that died before sending is counted as one too.
+//
+// A detail with requests but no attempt was written by a worker older than the field, which
+// heartbeated every request before it left: its count is taken as it is.
 func priorRequests(attempt int32, recorded removeProgress) int {
+	if recorded.Attempt == 0 && recorded.Requests > 0 {
+		return recorded.Requests
+	}
 	return recorded.Requests + max(int(attempt)-1-recorded.Attempt, 0)
 }
 

@@ -404,7 +404,7 @@ func TestPriorRequests(t *testing.T) {
 		{name: "third attempt, first recorded 3, second left none", attempt: 3, recorded: removeProgress{Requests: 3, Attempt: 1}, want: 4},
 		{name: "third attempt, second recorded 5", attempt: 3, recorded: removeProgress{Requests: 5, Attempt: 2}, want: 5},
 		{name: "a tick before the first request of attempt 2 claims attempt 1 only", attempt: 3, recorded: removeProgress{Requests: 1, Attempt: 1}, want: 2},
-		{name: "a detail without an attempt counts every earlier attempt", attempt: 2, recorded: removeProgress{Requests: 2}, want: 3},
+		{name: "a detail of an older worker (no attempt) counted every request already", attempt: 3, recorded: removeProgress{Requests: 2}, want: 2},
 		{name: "a detail of this attempt adds nothing", attempt: 1, recorded: removeProgress{Requests: 2, Attempt: 1}, want: 2},
 	}
 	for _, tt := range tests {
