@@ -11,9 +11,10 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/agentops/agentconnections/internal/environ"
@@ -87,33 +88,43 @@ func runRestoreCommand(ctx context.Context, args []string, env environ.Env, con 
 	})
 }
 
-// sameRestoreCheckTimeout bounds the query that compares a running restore's tokens with the
-// input's (it waits for a worker to answer).
-const sameRestoreCheckTimeout = 10 * time.Second
-
 // sameRestore checks that the restore under the agent's workflow ID (the one just started, or one
 // already running that the start followed) re-creates the tokens of in: following a restore of
-// other tokens would report its result as this input's. A restore that cannot say (a worker older
-// than InputDigestQuery, or none answering in time) is followed, with a warning.
+// other tokens would report its result as this input's. It reads the run's input from its first
+// history event, which the Temporal server answers with no worker.
 func sameRestore(ctx context.Context, c client.Client, wr client.WorkflowRun, in ac.RestoreAgentConnectionsInput, stderr io.Writer) (int, bool) {
-	qctx, cancel := context.WithTimeout(ctx, sameRestoreCheckTimeout)
-	defer cancel()
-	var digest string
-	v, err := c.QueryWorkflow(qctx, wr.GetID(), wr.GetRunID(), ac.InputDigestQuery)
-	if err == nil {
-		err = v.Get(&digest)
-	}
+	running, err := startedInput(ctx, c, wr)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return interruptedf(ctx, stderr, "interrupted while checking restore %s (run %s); it goes on: run the same command to follow it", wr.GetID(), wr.GetRunID()), false
 	case err != nil:
-		_, _ = fmt.Fprintf(stderr, "starter: could not check that restore %s (run %s) restores these entries (%v); following it\n", wr.GetID(), wr.GetRunID(), err)
-		return 0, true
-	case digest != ac.RestoreInputDigest(in.Connections):
+		return failf(stderr, exitStarter, "read the input of restore %s (run %s): %v; it goes on: run the same command to follow it", wr.GetID(), wr.GetRunID(), err), false
+	case ac.RestoreInputDigest(running.Connections) != ac.RestoreInputDigest(in.Connections):
 		return failf(stderr, exitStarter, "a restore of agent %s with other entries is already running as %s (run %s): wait for it to end or cancel it, then run this again; nothing started",
 			in.AgentID, wr.GetID(), wr.GetRunID()), false
 	}
 	return 0, true
+}
+
+// startedInput is the input of wr's run, from its WorkflowExecutionStarted event.
+func startedInput(ctx context.Context, c client.Client, wr client.WorkflowRun) (ac.RestoreAgentConnectionsInput, error) {
+	var in ac.RestoreAgentConnectionsInput
+	iter := c.GetWorkflowHistory(ctx, wr.GetID(), wr.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !iter.HasNext() {
+		return in, errors.New("the run has no history")
+	}
+	ev, err := iter.Next()
+	if err != nil {
+		return in, err
+	}
+	attrs := ev.GetWorkflowExecutionStartedEventAttributes()
+	if attrs == nil {
+		return in, fmt.Errorf("its first event is %s, not the start", ev.GetEventType())
+	}
+	if err := converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &in); err != nil {
+		return in, fmt.Errorf("decode it: %w", err)
+	}
+	return in, nil
 }
 
 // restoreSource names the input in messages.

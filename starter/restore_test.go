@@ -390,6 +390,30 @@ func TestRunRestore_AgainstDevServer(t *testing.T) {
 		}
 	})
 
+	t.Run("with no worker on the task queue the check still answers, at once", func(t *testing.T) {
+		idle := append(environ.Env{}, env...)
+		idle = append(idle, "TEMPORAL_TASK_QUEUE=no-worker-here")
+		run := func(file string, args ...string) runResult {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			return runRestore(ctx, idle, "", append([]string{file}, args...)...)
+		}
+		first := writeFile(t, "idle1.json", `{"agent_id":"a-idle","connections":[{"connection_id":"n1","oauth_token_id":"tok-n1"}]}`)
+		other := writeFile(t, "idle2.json", `{"agent_id":"a-idle","connections":[{"connection_id":"n2","oauth_token_id":"tok-n2"}]}`)
+		if r := run(first, "--wait=false"); r.code != 0 || r.stderr != "" {
+			t.Fatalf("first restore: got exit %d, stderr %q; want it started with nothing to say", r.code, r.stderr)
+		}
+		t.Cleanup(func() {
+			_ = c.TerminateWorkflow(context.Background(), ac.RestoreAgentConnectionsWorkflowID("a-idle"), "", "test over")
+		})
+		if r := run(other, "--wait=false"); r.code != 2 || !strings.Contains(r.stderr, "a restore of agent a-idle with other entries is already running") {
+			t.Errorf("other tokens: got exit %d, stderr %q; want 2 naming the running restore", r.code, r.stderr)
+		}
+		if r := run(first, "--wait=false"); r.code != 0 || r.stderr != "" {
+			t.Errorf("the same tokens: got exit %d, stderr %q; want it followed", r.code, r.stderr)
+		}
+	})
+
 	t.Run("follow, time out, interrupt: the restore goes on", func(t *testing.T) {
 		emu.Seed("a-slow", "x")
 		emu.SetLatency(2 * time.Second)

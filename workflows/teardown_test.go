@@ -484,48 +484,53 @@ func TestTeardown_DeferredAndBusyConnections(t *testing.T) {
 	env.AssertExpectations(t)
 }
 
-// A connection whose DELETE got no answer, then finished by a standalone removal that found it
-// absent, may have been removed by this teardown's own request: its entry carries
-// earlier_request, so a restore takes it back. One the teardown never sent anything stays
-// already_absent without it.
+// A connection whose DELETE got no answer (a timeout, or a batch lost as a whole), then finished
+// by a standalone removal that found it absent, may have been removed by this teardown's own
+// request: its entry carries earlier_request, so a restore takes it back. One the teardown never
+// sent anything stays already_absent without it.
 func TestTeardown_StandaloneFoundAbsentAfterOurRequestIsUndoable(t *testing.T) {
-	env := newTeardownEnv(t)
-	calls := 0
-	env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.RemoveConnectionsInput) (activities.RemoveConnectionsResult, error) {
-			calls++
-			var res activities.RemoveConnectionsResult
-			for _, it := range in.Items {
-				switch {
-				case it.ConnectionID == "mine" && calls == 1:
-					res.Transient = append(res.Transient, activities.TransientFailure{ConnectionID: it.ConnectionID, FailureType: ac.ErrUnavailable,
-						Message: "timed out", Attempts: 1})
-				default:
-					res.Deferred = append(res.Deferred, activities.DeferredRemoval{ConnectionID: it.ConnectionID, RunID: "run-" + it.ConnectionID})
-				}
+	for _, tt := range []struct {
+		name  string
+		first string // what the first batch does: "timeout", "lost", or "defer"
+		want  bool
+	}{
+		{"after a timed-out DELETE", "timeout", true},
+		{"after a lost batch", "lost", true},
+		{"never sent", "defer", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTeardownEnv(t)
+			calls := 0
+			env.OnActivity(ac.RemoveConnectionsActivityType, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, in activities.RemoveConnectionsInput) (activities.RemoveConnectionsResult, error) {
+					calls++
+					var res activities.RemoveConnectionsResult
+					switch {
+					case calls == 1 && tt.first == "lost":
+						return res, temporal.NewNonRetryableApplicationError("worker gone", ac.ErrUnavailable, nil)
+					case calls == 1 && tt.first == "timeout":
+						res.Transient = append(res.Transient, activities.TransientFailure{ConnectionID: "c1", FailureType: ac.ErrUnavailable, Message: "timed out", Attempts: 1})
+					default:
+						res.Deferred = append(res.Deferred, activities.DeferredRemoval{ConnectionID: "c1", RunID: "run-1"})
+					}
+					return res, nil
+				})
+			env.OnActivity("AwaitStandaloneRemoval", mock.Anything, activities.ConnectionAwait{AgentID: "a1", ConnectionID: "c1", RunID: "run-1", MissingOK: true}).
+				Return(ac.ConnectionOutcome{ConnectionID: "c1", Outcome: ac.OutcomeAlreadyAbsent}, nil).Once()
+			env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{
+				ConnectionIDs: []string{"c1"}, Snapshots: []ac.ConnectionSnapshot{{ConnectionID: "c1", OAuthTokenID: "tok-c1"}},
+			}, nil).Once()
+			env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{ConnectionIDs: []string{}}, nil)
+			env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
+			res := teardownResult(t, env)
+			countsAddUp(t, res)
+			if len(res.Connections) != 1 {
+				t.Fatalf("got %+v, want one entry", res.Connections)
 			}
-			return res, nil
+			if o := res.Connections[0]; o.Outcome != ac.OutcomeAlreadyAbsent || o.EarlierRequest != tt.want || o.Undoable() != tt.want {
+				t.Errorf("got %+v (undoable %t), want already_absent with earlier_request and undoable %t", o, o.Undoable(), tt.want)
+			}
 		})
-	for _, id := range []string{"mine", "theirs"} {
-		env.OnActivity("AwaitStandaloneRemoval", mock.Anything, activities.ConnectionAwait{AgentID: "a1", ConnectionID: id, RunID: "run-" + id, MissingOK: true}).
-			Return(ac.ConnectionOutcome{ConnectionID: id, Outcome: ac.OutcomeAlreadyAbsent}, nil).Once()
-	}
-	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{
-		ConnectionIDs: []string{"mine", "theirs"}, Snapshots: []ac.ConnectionSnapshot{{ConnectionID: "mine", OAuthTokenID: "tok-mine"}, {ConnectionID: "theirs", OAuthTokenID: "tok-theirs"}},
-	}, nil).Once()
-	env.OnActivity(ac.ListConnectionsActivityType, mock.Anything, mock.Anything).Return(activities.ListConnectionsResult{ConnectionIDs: []string{}}, nil)
-	env.ExecuteWorkflow(ac.RemoveAgentConnectionsWorkflowType, ac.RemoveAgentConnectionsInput{AgentID: "a1"})
-	res := teardownResult(t, env)
-	countsAddUp(t, res)
-	got := map[string]ac.ConnectionOutcome{}
-	for _, o := range res.Connections {
-		got[o.ConnectionID] = o
-	}
-	if o := got["mine"]; o.Outcome != ac.OutcomeAlreadyAbsent || !o.EarlierRequest || !o.Undoable() {
-		t.Errorf("got %+v, want already_absent with earlier_request, undoable", o)
-	}
-	if o := got["theirs"]; o.Outcome != ac.OutcomeAlreadyAbsent || o.EarlierRequest || o.Undoable() {
-		t.Errorf("got %+v, want already_absent without earlier_request, not undoable", o)
 	}
 }
 

@@ -416,13 +416,20 @@ func restoreRemoved(ctx workflow.Context, in SagaInput, teardown ac.RemoveAgentC
 	var r ac.RestoreAgentConnectionsResult
 	if len(entries) > 0 {
 		var err error
-		if r, err = restoreConnections(ctx, in, ac.RestoreAgentConnectionsInput{AgentID: in.AgentID, Connections: entries}); err != nil {
-			// A restore cancelled while it ran carries what it restored until then.
-			var canceled *temporal.CanceledError
-			if errors.As(err, &canceled) && canceled.HasDetails() {
-				r = ac.RestoreAgentConnectionsResult{}
-				_ = canceled.Details(&r)
-			}
+		rin := ac.RestoreAgentConnectionsInput{AgentID: in.AgentID, Connections: entries}
+		r, err = restoreConnections(ctx, in, rin)
+		// A restore cancelled while it ran carries what it restored until then.
+		var canceled *temporal.CanceledError
+		if err != nil && errors.As(err, &canceled) && canceled.HasDetails() {
+			r = ac.RestoreAgentConnectionsResult{}
+			_ = canceled.Details(&r)
+		}
+		// The Nexus operation may have attached to a restore of other tokens: its result, or its
+		// partial result, says nothing of these.
+		if nerr := sameRestoreInput(in, rin, r); nerr != nil {
+			r, err = ac.RestoreAgentConnectionsResult{}, nerr
+		}
+		if err != nil {
 			recordRestored(r, res)
 			// The restore takes one entry per token, as its counts do.
 			res.ConnectionsNotRestored = distinctTokens(entries) - res.ConnectionsRestored + missing
@@ -483,13 +490,7 @@ func restoreConnections(ctx workflow.Context, in SagaInput, rin ac.RestoreAgentC
 		c := workflow.NewNexusClient(in.NexusEndpoint, ac.NexusService)
 		err := c.ExecuteOperation(ctx, ac.RestoreAgentConnectionsOperation, rin,
 			workflow.NexusOperationOptions{ScheduleToCloseTimeout: teardownTimeout(in) + operationTimeoutMargin}).Get(ctx, &r)
-		if err == nil {
-			err = sameRestoreInput(in, rin, r)
-		}
-		if err != nil {
-			return ac.RestoreAgentConnectionsResult{}, err
-		}
-		return r, nil
+		return r, err
 	}
 	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:          ac.RestoreAgentConnectionsWorkflowID(in.AgentID),
@@ -507,9 +508,13 @@ func sameRestoreInput(in SagaInput, rin ac.RestoreAgentConnectionsInput, r ac.Re
 	if r.InputDigest == "" || r.InputDigest == ac.RestoreInputDigest(rin.Connections) {
 		return nil
 	}
+	via := "as a child workflow"
+	if in.NexusEndpoint != "" {
+		via = "through Nexus endpoint " + in.NexusEndpoint
+	}
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-		"the restore of agent %s that answered through Nexus endpoint %s was given other connections (a restore of the agent was already running); none of the %d to restore is known to be back",
-		rin.AgentID, in.NexusEndpoint, len(rin.Connections)), ErrRestoreNotOurs, nil)
+		"the restore of agent %s that answered %s was given other connections (a restore of the agent was already running); none of the %d to restore is known to be back",
+		rin.AgentID, via, len(rin.Connections)), ErrRestoreNotOurs, nil)
 }
 
 // teardownTaskQueue is in.TeardownTaskQueue or ac.DefaultTaskQueue.

@@ -61,8 +61,11 @@ type fakeRestore struct {
 	// stopAfter, when above 0, makes it end Canceled after that many entries, with the partial
 	// result as the details, as a restore cancelled while it runs does.
 	stopAfter int
-	inputs    []ac.RestoreAgentConnectionsInput
-	ids       []string
+	// otherTokens makes its result name other tokens (input_digest), as a restore someone else
+	// started would.
+	otherTokens bool
+	inputs      []ac.RestoreAgentConnectionsInput
+	ids         []string
 }
 
 func (f *fakeRestore) run(ctx workflow.Context, in ac.RestoreAgentConnectionsInput) (ac.RestoreAgentConnectionsResult, error) {
@@ -70,7 +73,11 @@ func (f *fakeRestore) run(ctx workflow.Context, in ac.RestoreAgentConnectionsInp
 	defer f.mu.Unlock()
 	f.inputs = append(f.inputs, in)
 	f.ids = append(f.ids, workflow.GetInfo(ctx).WorkflowExecution.ID)
-	res := ac.RestoreAgentConnectionsResult{AgentID: in.AgentID, Total: len(in.Connections), Runs: 1, ReportPages: 1}
+	res := ac.RestoreAgentConnectionsResult{AgentID: in.AgentID, Total: len(in.Connections), Runs: 1, ReportPages: 1,
+		InputDigest: ac.RestoreInputDigest(in.Connections)}
+	if f.otherTokens {
+		res.InputDigest = ac.RestoreInputDigest([]ac.ConnectionSnapshot{{OAuthTokenID: "someone-elses"}})
+	}
 	for i, e := range in.Connections {
 		if f.stopAfter > 0 && i == f.stopAfter {
 			res.Skipped = len(in.Connections) - i
@@ -487,5 +494,27 @@ func TestSaga_RestoresWhatTheTeardownMayHaveRemoved(t *testing.T) {
 				t.Errorf("restore entries: got %q (%d restored), want %q", got, res.ConnectionsRestored, tt.want)
 			}
 		})
+	}
+}
+
+// A restore result that names other tokens (the Nexus operation attached to a restore someone else
+// started) is not counted as the saga's: the compensation fails with RestoreNotOfTheseConnections,
+// nothing counted back, also when that restore ended cancelled with a partial result.
+func TestSaga_RestoreOfOtherTokensIsNotCounted(t *testing.T) {
+	for _, stopAfter := range []int{0, 1} {
+		r := newSagaRun(t, &fakeTeardown{result: removedAll("a1")})
+		r.restore.otherTokens, r.restore.stopAfter = true, stopAfter
+		r.platform.FailDeleteDeployment(errors.New("deployment is locked"))
+		r.execute(teardownsaga.SagaInput{AgentID: "a1", DeploymentID: "dep-1"})
+		_, res := r.failure(t)
+		if res.ConnectionsRestored != 0 || res.ConnectionsNotRestored != 2 || len(res.RestoredConnectionIDs) != 0 {
+			t.Errorf("stop after %d: got %d restored (%v), %d not; want none counted back, 2 not", stopAfter, res.ConnectionsRestored, res.RestoredConnectionIDs, res.ConnectionsNotRestored)
+		}
+		if len(res.CompensationFailures) != 1 || !strings.Contains(res.CompensationFailures[0], teardownsaga.ErrRestoreNotOurs) {
+			t.Errorf("stop after %d: compensation failures %q, want the restore's, typed %s", stopAfter, res.CompensationFailures, teardownsaga.ErrRestoreNotOurs)
+		}
+		if !r.platform.AgentEnabled("a1") {
+			t.Errorf("stop after %d: got the agent disabled, want EnableAgent run all the same", stopAfter)
+		}
 	}
 }
