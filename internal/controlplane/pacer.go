@@ -52,28 +52,37 @@ func (p *pacer) wait(ctx context.Context) error {
 	p.waiting.Add(1)
 	defer p.waiting.Add(-1)
 	for {
+		if err := p.held(ctx); err != nil {
+			return err
+		}
+		if p.limiter == nil {
+			return nil
+		}
+		if ok, err := p.take(ctx); ok || err != nil {
+			return err
+		}
+		// A 429 paused the client while this request waited for its turn: wait out the pause.
+	}
+}
+
+// held blocks while a 429's pause holds, or until ctx is done. When the pause outlasts ctx's
+// deadline it returns a *pausedError at once.
+func (p *pacer) held(ctx context.Context) error {
+	for {
 		p.mu.Lock()
 		until := p.until
 		p.mu.Unlock()
 		d := time.Until(until)
 		if d <= 0 {
-			break
+			return nil
 		}
 		if deadline, ok := ctx.Deadline(); ok && until.After(deadline) {
 			return &pausedError{remaining: d}
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
 		}
 	}
-	if p.limiter == nil {
-		return nil
-	}
-	return p.take(ctx)
 }
 
 // reserveAhead is the furthest ahead a request books its turn. The limiter's own Wait books a
@@ -82,24 +91,28 @@ func (p *pacer) wait(ctx context.Context) error {
 // seconds later. Booking at most 250 ms ahead lets a new rate hold within 250 ms.
 const reserveAhead = 250 * time.Millisecond
 
-// take waits for a token of the steady limit, or for ctx to end.
-func (p *pacer) take(ctx context.Context) error {
+// take waits for a token of the steady limit, or for ctx to end. It reports false, and gives its
+// turn back, when a 429 paused the client meanwhile.
+func (p *pacer) take(ctx context.Context) (bool, error) {
 	for {
+		if p.pausedFor() > 0 {
+			return false, nil
+		}
 		r := p.limiter.Reserve()
 		d := r.Delay()
 		if d == 0 {
-			return nil
+			return true, nil
 		}
 		if d <= reserveAhead {
 			if err := sleepCtx(ctx, d); err != nil {
 				r.Cancel()
-				return err
+				return false, err
 			}
-			return nil
+			return true, nil
 		}
 		r.Cancel() // too far ahead: give the turn back and look again
 		if err := sleepCtx(ctx, reserveAhead); err != nil {
-			return err
+			return false, err
 		}
 	}
 }

@@ -143,3 +143,39 @@ func TestPacer_ARaisedRateReachesWaitingRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A 429's pause holds the requests already waiting for a turn too, not only those that ask after
+// it. At 20/s with a burst of 1, only the requests that held a turn when the pause began (at most
+// 1 + 20/s × reserveAhead = 6) may still leave; before the fix, the 20 waiters went on leaving at
+// 20/s through the pause. The pause is an hour, so the bound holds however slow the machine is.
+func TestPacer_APauseHoldsRequestsAlreadyWaiting(t *testing.T) {
+	p := newPacer(20, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sent atomic.Int64
+	done := make(chan struct{}, 20)
+	for range 20 {
+		go func() {
+			if p.wait(ctx) == nil {
+				sent.Add(1)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for {
+		if _, waiting := p.demand(); waiting+int(sent.Load()) == 20 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.pause(time.Hour)
+	at := sent.Load()
+	time.Sleep(1500 * time.Millisecond)
+	if n := sent.Load() - at; n > 6 {
+		t.Errorf("%d requests left during the pause, want at most the 6 that could hold a turn when it began", n)
+	}
+	cancel()
+	for range 20 {
+		<-done
+	}
+}
