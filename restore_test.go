@@ -123,10 +123,13 @@ func TestRestoreEntries_FromATeardownsReport(t *testing.T) {
 		// Given up after requests with no final answer (a timeout, a 5xx): one may have removed it.
 		{ConnectionID: "c9", Outcome: OutcomeFailed, FailureType: ErrServerError, Attempts: 8, OAuthTokenID: "t9"},
 		{ConnectionID: "c10", Outcome: OutcomeFailed, FailureType: ErrNotFound, Attempts: 1, OAuthTokenID: "t10"},
+		// A 401 after a DELETE that was cut off (simulation seed 45): that DELETE may have removed it.
+		{ConnectionID: "c11", Outcome: OutcomeFailed, FailureType: ErrUnauthorized, Attempts: 2, EarlierRequest: true, OAuthTokenID: "t11"},
 	}
 	got := RestoreEntries(report)
 	want := []ConnectionSnapshot{{ConnectionID: "c1", OAuthTokenID: "t1", ProviderID: "github", Scopes: []string{"repo"}},
-		{ConnectionID: "c2", OAuthTokenID: "t2"}, {ConnectionID: "c7", OAuthTokenID: "t7"}, {ConnectionID: "c9", OAuthTokenID: "t9"}}
+		{ConnectionID: "c2", OAuthTokenID: "t2"}, {ConnectionID: "c7", OAuthTokenID: "t7"}, {ConnectionID: "c9", OAuthTokenID: "t9"},
+		{ConnectionID: "c11", OAuthTokenID: "t11"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}

@@ -128,8 +128,8 @@ type ConnectionOutcome struct {
 	Attempts    int    `json:"attempts"`
 	FailureType string `json:"failure_type,omitempty"`
 	Message     string `json:"message,omitempty"`
-	// EarlierRequest is set on an already_absent entry whose 404 followed an earlier request of
-	// this teardown for it: that request may have removed the connection.
+	// EarlierRequest is set on an already_absent or failed entry whose last request followed an
+	// earlier request of this teardown for it: that request may have removed the connection.
 	EarlierRequest bool `json:"earlier_request,omitempty"`
 	// The snapshot: what restoring the connection needs (no secret: the token ID is a reference).
 	OAuthTokenID string   `json:"oauth_token_id,omitempty"`
@@ -150,7 +150,8 @@ func (o ConnectionOutcome) WithSnapshot(s ConnectionSnapshot) ConnectionOutcome 
 }
 
 // MayHaveBeenRemoved reports whether the teardown removed the entry's connection or may have: it
-// removed it (removed); a request of it may have (already_absent with EarlierRequest; failed
+// removed it (removed); a request of it may have (already_absent or failed with EarlierRequest,
+// whatever the last answer: a 401 after a timed-out DELETE says nothing of that DELETE; failed
 // Interrupted; failed, after requests, with a transient type it gave up on: a timeout or a 5xx
 // may have been applied). Whether a snapshot can restore it is Undoable's question.
 func (o ConnectionOutcome) MayHaveBeenRemoved() bool {
@@ -160,7 +161,7 @@ func (o ConnectionOutcome) MayHaveBeenRemoved() bool {
 	case OutcomeAlreadyAbsent:
 		return o.EarlierRequest
 	case OutcomeFailed:
-		return o.FailureType == ErrInterrupted || (o.Attempts > 0 && slices.Contains(RetryableErrorTypes(), o.FailureType))
+		return o.EarlierRequest || o.FailureType == ErrInterrupted || (o.Attempts > 0 && slices.Contains(RetryableErrorTypes(), o.FailureType))
 	}
 	return false
 }

@@ -300,7 +300,7 @@ func (b *batch) process(it *batchItem) {
 		b.finish(it, itemDone, func() {
 			it.done = ac.ConnectionOutcome{
 				ConnectionID: it.id, Outcome: ac.OutcomeFailed, Attempts: e.Requests,
-				FailureType: e.Type, Message: outcomeMessage(e.Message),
+				FailureType: e.Type, Message: outcomeMessage(e.Message), EarlierRequest: res.AfterEarlierRequest,
 			}
 			if e.Type == ac.ErrUnauthorized {
 				b.refused = true

@@ -155,6 +155,7 @@ func TestRemoveConnections_MixedOutcomes(t *testing.T) {
 	handlers := map[string]http.HandlerFunc{
 		"gone":       status(404, `{"detail":"not found"}`),
 		"gone-prior": status(404, `{"detail":"not found"}`),
+		"bad-prior":  status(422, `{"detail":"locked"}`),
 		"invalid":    status(422, `{"detail":[{"loc":["path","connection_id"],"msg":"bad id","type":"t"}]}`),
 		"long":       status(422, long422),
 		"down":       status(503, ""),
@@ -179,6 +180,8 @@ func TestRemoveConnections_MixedOutcomes(t *testing.T) {
 			"ok":         {list: "done", outcome: ac.OutcomeRemoved, attempts: 1},
 			"gone":       {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrNotFound, attempts: 1, inMsg: "not found"},
 			"gone-prior": {list: "done", outcome: ac.OutcomeAlreadyAbsent, attempts: 3, earlier: true},
+			// A 422 after an earlier round's request with no final answer: that one may have removed it.
+			"bad-prior":  {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrValidation, attempts: 3, inMsg: "locked", earlier: true},
 			"invalid":    {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrValidation, attempts: 1, inMsg: "path.connection_id: bad id"},
 			"long":       {list: "done", outcome: ac.OutcomeFailed, errType: ac.ErrValidation, attempts: 1},
 			"down":       {list: "transient", errType: ac.ErrServerError, attempts: 3},
@@ -198,7 +201,7 @@ func TestRemoveConnections_MixedOutcomes(t *testing.T) {
 			in := RemoveConnectionsInput{AgentID: "agent-1", MissingOK: tt.missingOK, Parallelism: 4}
 			for id := range tt.want {
 				it := BatchItem{ConnectionID: id}
-				if id == "gone-prior" {
+				if id == "gone-prior" || id == "bad-prior" {
 					it.PriorRequests = 2
 				}
 				in.Items = append(in.Items, it)
@@ -255,7 +258,7 @@ func TestRemoveConnections_MixedOutcomes(t *testing.T) {
 				if len(gotMsg) > ac.MaxOutcomeMessageBytes {
 					t.Errorf("%s: got a %d-byte message, want at most %d", id, len(gotMsg), ac.MaxOutcomeMessageBytes)
 				}
-				if newRequests := gotAttempts - map[string]int{"gone-prior": 2}[id]; srv.count(path.Base(id)) != newRequests && id != "bad/id" {
+				if newRequests := gotAttempts - map[string]int{"gone-prior": 2, "bad-prior": 2}[id]; srv.count(path.Base(id)) != newRequests && id != "bad/id" {
 					t.Errorf("%s: got %d requests at the server, want %d", id, srv.count(id), newRequests)
 				}
 			}

@@ -44,8 +44,9 @@ type DeleteResult struct {
 	// Requests counts every request of this removal, PriorRequests included; it is set on
 	// failure too.
 	Requests int
-	// AfterEarlierRequest is set on an already_absent outcome whose 404 followed an earlier request
-	// of this removal that got no final answer: that request may have removed the connection.
+	// AfterEarlierRequest is set when the last request followed an earlier request of this removal
+	// (PriorRequests, MaybeSent, an in-process retry), on an already_absent outcome and on a
+	// failure alike: that earlier request may have removed the connection.
 	AfterEarlierRequest bool
 }
 
@@ -70,6 +71,7 @@ func (c *Client) Delete(ctx context.Context, r DeleteRequest) (DeleteResult, err
 	resp, err := c.send(ctx, tracker, http.MethodDelete, c.connectionURL(r.AgentID, r.ConnectionID),
 		&requestInfo{route: RouteConnection, agentID: r.AgentID, connectionID: r.ConnectionID, detach: r.Detach})
 	res.Requests = r.PriorRequests + tracker.total()
+	res.AfterEarlierRequest = res.Requests > 1 || r.MaybeSent
 	// Room for the status and a failure's two fields, so that appending them allocates nothing.
 	fields := append(make([]any, 0, 14),
 		"agent_id", r.AgentID, "connection_id", r.ConnectionID,
@@ -90,9 +92,9 @@ func (c *Client) Delete(ctx context.Context, r DeleteRequest) (DeleteResult, err
 		// The last response is the last request's: any earlier request of this removal (an
 		// in-process retry, an earlier Temporal attempt or an earlier teardown batch) may have
 		// removed the connection.
-		earlier := res.Requests > 1 || r.MaybeSent
+		earlier := res.AfterEarlierRequest
 		if r.MissingOK || earlier {
-			res.Outcome, res.AfterEarlierRequest = ac.OutcomeAlreadyAbsent, earlier
+			res.Outcome = ac.OutcomeAlreadyAbsent
 			logSuccess(logger, r.Quiet, "connection already absent", append(fields, "earlier_request", earlier)...)
 			return res, nil
 		}
